@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set everything up first, idempotently.
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PACKAGES := mininet cgroup-tools iproute2 iputils-ping
+STAMP := $(VENV)/.edgetrain-installed
+# Mininet is packaged for the system interpreter only; the venv sees just that one package.
+MININET_SRC := /usr/lib/python3/dist-packages/mininet
+
+.PHONY: setup system-packages venv mininet-link test test-fast demo clean
+
+setup: system-packages venv mininet-link
+
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(PY):
+	python3 -m venv $(VENV)
+
+# torch==2.13.0 (pinned in pyproject.toml) resolves to the CPU build that pip finds on this disk.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+mininet-link: venv system-packages
+	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	[ -e "$$site/mininet" ] || ln -sfn $(MININET_SRC) "$$site/mininet"
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not distributed and not mininet"
+
+demo: setup
+	$(PY) -m edgetrain.demo
+
+clean:
+	rm -rf runs .pytest_cache

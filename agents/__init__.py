@@ -1,0 +1,1 @@
+"""Reinforcement-learning agents, baselines, evaluation and deployment of learned scheduling policies."""

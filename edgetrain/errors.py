@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI prints them as one sentence and exits with code 2."""
+
+
+class UserError(Exception):
+    """Bad input from the user: a scenario, a plan, a flag, a file. Never a bug of ours."""
+
+    exit_code = 2
+
+
+class ScenarioError(UserError):
+    """A scenario file that cannot be loaded: names the file and the key path."""
+
+
+class PlanError(UserError):
+    """A plan that cannot be parsed or cannot run on the chosen devices."""
+
+
+class RunError(Exception):
+    """A training run that failed at run time (a shard crashed, a device vanished)."""
+
+    exit_code = 1

@@ -1,0 +1,125 @@
+"""The coordinator runs one plan: it checks it, starts one shard per device through a launcher, follows
+their events, and turns them into the run's metrics. Only the coordinator writes metrics."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from edgetrain.config import Scenario
+from edgetrain.errors import RunError
+from edgetrain.plans import Plan
+from runtime.checkpoint import check_compatible, load_checkpoint
+from runtime.feasibility import check_plan
+from runtime.launcher import Launcher, ShardHandle, ShardMessage
+from runtime.metrics import RunMetrics
+from runtime.spec import ShardSpec
+
+
+@dataclass
+class Job:
+    scenario: Scenario
+    plan: Plan
+    steps: int
+    run_dir: Path
+    seed: int = 0
+    data: Optional[str] = None
+    resume: Optional[str] = None
+    checkpoint_out: Optional[str] = None
+    checkpoint_every: int = 0
+    hardware_meter: bool = False
+    device_cores: dict[str, float] = field(default_factory=dict)
+    """CPU capacity per device for the profile meter; 1.0 (one thread) when not given."""
+    socket_ifnames: dict[str, str] = field(default_factory=dict)
+    master_port: Optional[int] = None
+    stall_timeout_s: float = 600.0
+    """Fail when no shard reports anything for this long."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+ProgressFn = Callable[[str], None]
+
+
+def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None) -> RunMetrics:
+    """Train `job.steps` steps of `job.plan`; raises RunError when a shard fails."""
+    if job.steps < 1:
+        raise RunError("--steps must be at least 1")
+    job.plan.check_devices(job.scenario.device_names)
+    check_plan(job.plan, job.scenario)
+    start_step = 0
+    if job.resume:
+        payload = load_checkpoint(job.resume)
+        check_compatible(payload, job.resume, job.scenario.model, job.seed)
+        start_step = payload["step"]
+        del payload
+    model_fields = {k: v for k, v in asdict(job.scenario.model).items() if k != "vocab_size"}
+    master = launcher.master_address(job.plan.devices[0])
+    port = job.master_port or free_port()
+    specs = [
+        ShardSpec(rank=rank, world_size=job.plan.degree, kind=job.plan.kind, device=device, master_addr=master,
+                  master_port=port, model=model_fields, seed=job.seed, steps=job.steps,
+                  profile=job.scenario.device(device).profile, cores=job.device_cores.get(device, 1.0),
+                  data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
+                  checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
+                  socket_ifname=job.socket_ifnames.get(device))
+        for rank, device in enumerate(job.plan.devices)
+    ]
+    metrics = RunMetrics(plan=str(job.plan), scenario=job.scenario.name, devices=list(job.plan.devices),
+                         batch_size=job.scenario.model.batch_size, start_step=start_step)
+    messages: "queue.Queue[ShardMessage]" = queue.Queue()
+    handles: list[ShardHandle] = []
+    started = time.perf_counter()
+    progress(f"starting {job.plan.degree} shard(s) for {job.plan} ({job.steps} steps from step {start_step})")
+    try:
+        for spec in specs:
+            handles.append(launcher.start(spec, messages, job.run_dir / f"shard-{spec.rank}-{spec.device}.log"))
+        _follow(job, metrics, messages, progress)
+    finally:
+        for handle in handles:
+            handle.kill()
+    metrics.wall_s = time.perf_counter() - started
+    return metrics
+
+
+def _follow(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]", progress: ProgressFn) -> None:
+    world = job.plan.degree
+    done: set[int] = set()
+    while len(done) < world:
+        try:
+            message = messages.get(timeout=job.stall_timeout_s)
+        except queue.Empty:
+            raise RunError(f"no shard of {job.plan} reported anything for {job.stall_timeout_s:.0f} s") from None
+        device = job.plan.devices[message.rank]
+        if message.event is None:
+            if message.rank not in done:
+                raise RunError(f"the shard on {device} (rank {message.rank}) exited with code "
+                               f"{message.exit_code} before finishing; its log is in {job.run_dir}")
+            continue
+        event = message.event
+        kind = event["event"]
+        if kind == "error":
+            raise RunError(f"the shard on {device} (rank {message.rank}) failed: {event['message']}")
+        if kind == "ready":
+            metrics.add_ready(device, event)
+            if len(metrics.corpora) == world and len(set(metrics.corpora.values())) > 1:
+                raise RunError("the devices disagree on the training text (different corpus fingerprints)")
+        elif kind == "step":
+            record = metrics.add_step(device, event, world)
+            if record is not None:
+                progress(f"[{job.plan}] step {record['step']}/{metrics.start_step + job.steps}  "
+                         f"loss {record['loss']:.4f}  {record['time_s']:.3f} s  {record['energy_j']:.2f} J  "
+                         f"{record['bytes'] / 1e6:.2f} MB")
+        elif kind == "checkpoint":
+            metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
+            progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")
+        elif kind == "done":
+            done.add(message.rank)
