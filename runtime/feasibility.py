@@ -58,7 +58,7 @@ def estimate_memory(plan: Plan, scenario: Scenario) -> list[MemoryEstimate]:
     head_floats = 2 * v  # logits and their gradient, per token
     needs: list[float] = []
     if plan.kind in ("local", "dp", "sp"):
-        tokens = b * t / n
+        tokens = -(-b // n) * t if plan.kind == "dp" else b * t / n  # dp: the largest slice
         floats = tokens * (L * _activation_floats_per_token(cfg) + head_floats)
         if plan.kind == "sp":  # gathered keys and values of the whole sequence
             floats += L * 2 * cfg.d_model * b * t
@@ -94,8 +94,8 @@ def plan_problems(plan: Plan, scenario: Scenario) -> list[str]:
     if unknown:
         return [f"device {unknown[0]!r} is not in scenario {scenario.name} "
                 f"(devices: {', '.join(scenario.device_names)})"]
-    if plan.kind == "dp" and cfg.batch_size % n:
-        problems.append(f"batch_size {cfg.batch_size} cannot be split evenly over {n} data-parallel devices")
+    if plan.kind == "dp" and cfg.batch_size < n:
+        problems.append(f"batch_size {cfg.batch_size} has fewer rows than the {n} data-parallel devices")
     if plan.kind == "tp":
         if cfg.heads % n:
             problems.append(f"{cfg.heads} attention heads are not divisible by the tensor-parallel degree {n}")

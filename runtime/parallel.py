@@ -79,21 +79,36 @@ class LocalTrainer(ShardTrainer):
         return StepResult(loss.item(), 1.0)
 
 
+def split_evenly(total: int, parts: int) -> list[range]:
+    """Contiguous ranges as equal as they can be; the first ones take the remainder."""
+    base, extra = divmod(total, parts)
+    ranges, start = [], 0
+    for part in range(parts):
+        size = base + (1 if part < extra else 0)
+        ranges.append(range(start, start + size))
+        start += size
+    return ranges
+
+
 class DataParallelTrainer(ShardTrainer):
-    """DistributedDataParallel: each rank trains on an equal slice of the batch rows."""
+    """DistributedDataParallel: each rank trains on its slice of the batch rows. Slices may differ by a
+    row (batch_size need not divide evenly); each rank's loss is scaled by its share so that DDP's
+    average of gradients is the gradient of the mean loss over the whole batch."""
 
     def __init__(self, model, cfg, rank, world_size):
         from torch.nn.parallel import DistributedDataParallel
         super().__init__(DistributedDataParallel(model), cfg, rank, world_size)
-        self.rows = cfg.batch_size // world_size
+        rows = split_evenly(cfg.batch_size, world_size)[rank]
+        self.rows = slice(rows.start, rows.stop)
+        self.share = len(rows) / cfg.batch_size
 
     def train_step(self, inputs, targets):
-        rows = slice(self.rank * self.rows, (self.rank + 1) * self.rows)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = lm_loss(self.model(inputs[rows]), targets[rows])
-        loss.backward()  # DDP averages the gradients across ranks, overlapped with the backward pass
+        loss = lm_loss(self.model(inputs[self.rows]), targets[self.rows])
+        # DDP averages gradients over ranks (divides by world_size); undo that and weight by share.
+        (loss * (self.share * self.world_size)).backward()
         self.optimizer.step()
-        return StepResult(loss.item(), 1.0 / self.world_size)
+        return StepResult(loss.item(), self.share)
 
 
 class TensorParallelTrainer(ShardTrainer):
@@ -163,13 +178,7 @@ class SequenceParallelTrainer(ShardTrainer):
 
 def stage_layer_ranges(layers: int, stages: int) -> list[range]:
     """Blocks per pipeline stage, balanced by count (earlier stages take the remainder)."""
-    base, extra = divmod(layers, stages)
-    ranges, start = [], 0
-    for stage in range(stages):
-        size = base + (1 if stage < extra else 0)
-        ranges.append(range(start, start + size))
-        start += size
-    return ranges
+    return split_evenly(layers, stages)
 
 
 def stage_of_key(key: str, cfg: ModelConfig, stages: int) -> int:
