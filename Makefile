@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SYSTEM_PACKAGES := mininet cgroup-tools iproute2 iputils-ping
+SYSTEM_PACKAGES := mininet cgroup-tools iproute2 iputils-ping bridge-utils net-tools
 STAMP := $(VENV)/.edgetrain-installed
 # Mininet is packaged for the system interpreter only; the venv sees just that one package.
 MININET_SRC := /usr/lib/python3/dist-packages/mininet

@@ -5,7 +5,7 @@ alternately, ROUNDS times each, on the same machine. The figure compared is the 
 training-loop iteration (edgetrain's metering and reporting included), first step excluded.
 Target: ratio <= 1.05. Prints JSON.
 
-    .venv/bin/python benchmarks/runtime_overhead.py [--steps 30] [--rounds 2]
+    .venv/bin/python benchmarks/runtime_overhead.py [--steps 40] [--rounds 5]
 """
 
 import argparse
@@ -41,8 +41,8 @@ def plain_median(kind: str, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     report = {"target_ratio": TARGET, "steps": args.steps, "rounds": args.rounds, "plans": {}}
     with tempfile.TemporaryDirectory() as tmp:
@@ -54,6 +54,8 @@ def main() -> None:
                 plain.append(plain_median(kind, args.steps))
             ratio = statistics.median(ours) / statistics.median(plain)
             report["plans"][f"{kind}:{DEVICES}"] = {
+                "edgetrain_rounds_s": ours,
+                "plain_rounds_s": plain,
                 "edgetrain_median_step_s": statistics.median(ours),
                 "plain_median_step_s": statistics.median(plain),
                 "ratio": ratio,

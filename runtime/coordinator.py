@@ -92,7 +92,9 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
 
 def _follow(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]", progress: ProgressFn) -> None:
     world = job.plan.degree
+    last_step = metrics.start_step + job.steps
     done: set[int] = set()
+    shown_at = 0.0
     while len(done) < world:
         try:
             message = messages.get(timeout=job.stall_timeout_s)
@@ -114,8 +116,10 @@ def _follow(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]"
                 raise RunError("the devices disagree on the training text (different corpus fingerprints)")
         elif kind == "step":
             record = metrics.add_step(device, event, world)
-            if record is not None:
-                progress(f"[{job.plan}] step {record['step']}/{metrics.start_step + job.steps}  "
+            # At most one progress line a second (and the last step): fast steps must not pay for printing.
+            if record is not None and (time.monotonic() - shown_at >= 1.0 or record["step"] == last_step):
+                shown_at = time.monotonic()
+                progress(f"[{job.plan}] step {record['step']}/{last_step}  "
                          f"loss {record['loss']:.4f}  {record['time_s']:.3f} s  {record['energy_j']:.2f} J  "
                          f"{record['bytes'] / 1e6:.2f} MB")
         elif kind == "checkpoint":

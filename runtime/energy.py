@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from edgetrain.power import profile_energy_j
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -50,10 +52,9 @@ class PowerProfile:
                    p.radio_rx_j_per_byte.value, cores)
 
     def energy(self, usage: Usage) -> float:
-        """idle power all the time, the active increment while busy, and the radio per byte."""
-        busy_s = min(usage.cpu_s / self.cores, usage.wall_s)
-        return (self.idle_w * usage.wall_s + (self.active_w - self.idle_w) * busy_s
-                + self.tx_j_per_byte * usage.bytes_sent + self.rx_j_per_byte * usage.bytes_recv)
+        return profile_energy_j(idle_w=self.idle_w, active_w=self.active_w, tx_j_per_byte=self.tx_j_per_byte,
+                                rx_j_per_byte=self.rx_j_per_byte, cores=self.cores, wall_s=usage.wall_s,
+                                cpu_s=usage.cpu_s, bytes_sent=usage.bytes_sent, bytes_recv=usage.bytes_recv)
 
 
 class EnergyMeter(ABC):

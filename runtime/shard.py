@@ -1,7 +1,9 @@
 """A shard process: one device's part of one plan, joined to the others by torch.distributed (gloo).
 
 Started by a launcher (a subprocess on this machine, or the worker daemon on a device) with a JSON
-ShardSpec on stdin; reports JSON events on stdout (runtime/spec.py); logs on stderr.
+ShardSpec on stdin; reports JSON events on stdout (runtime/spec.py); logs on stderr. Heavy imports
+happen before the spec is read, so a launcher can start a shard ahead of time and have it warm (torch
+imported) when a plan arrives: importing torch takes seconds on a small device.
 
     python -m runtime.shard < spec.json
 """
@@ -14,6 +16,16 @@ import time
 import traceback
 from datetime import timedelta
 
+import torch
+import torch.distributed as dist
+
+from edgetrain.config import ModelConfig
+from runtime.checkpoint import load_checkpoint, save_checkpoint
+from runtime.cpu import CpuClock
+from runtime.data import batch_for_step, load_corpus
+from runtime.energy import PowerProfile, Usage, select_meter
+from runtime.netstats import TrafficCounter
+from runtime.parallel import build_trainer
 from runtime.spec import ShardSpec, encode_event
 
 
@@ -25,16 +37,6 @@ def run_shard(spec: ShardSpec) -> None:
     started = time.perf_counter()
     if spec.socket_ifname:
         os.environ["GLOO_SOCKET_IFNAME"] = spec.socket_ifname
-    import torch
-    import torch.distributed as dist
-
-    from edgetrain.config import ModelConfig
-    from runtime.checkpoint import load_checkpoint, save_checkpoint
-    from runtime.data import batch_for_step, load_corpus
-    from runtime.energy import PowerProfile, Usage, select_meter
-    from runtime.netstats import TrafficCounter
-    from runtime.parallel import build_trainer
-
     torch.set_num_threads(1)  # one thread per device process: the emulated device's own CPU
     cfg = ModelConfig(**spec.model)
     corpus = load_corpus(spec.data)
@@ -48,15 +50,16 @@ def run_shard(spec: ShardSpec) -> None:
         del checkpoint
         meter = select_meter(PowerProfile.from_catalog(spec.profile, spec.cores), spec.hardware_meter)
         traffic = TrafficCounter()
+        cpu_clock = CpuClock()
         emit("ready", rank=spec.rank, start_step=start_step, corpus=corpus.fingerprint, meter=meter.name,
-             startup_s=time.perf_counter() - started)
+             cpu_source=cpu_clock.source, startup_s=time.perf_counter() - started)
         last_step = start_step + spec.steps
         mark = time.perf_counter()
         for step in range(start_step + 1, last_step + 1):
             inputs, targets = batch_for_step(corpus, spec.seed, step - 1, cfg.batch_size, cfg.seq_len)
-            wall0, cpu0 = time.perf_counter(), time.process_time()
+            wall0, cpu0 = time.perf_counter(), cpu_clock.seconds()
             result = trainer.train_step(inputs, targets)
-            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            wall, cpu = time.perf_counter() - wall0, cpu_clock.seconds() - cpu0
             sent, recv = traffic.delta()
             energy = meter.measure(Usage(wall, cpu, sent, recv))
             # interval_s: the whole loop iteration, our bookkeeping included (what the overhead benchmark compares).

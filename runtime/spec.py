@@ -61,7 +61,8 @@ class ShardSpec:
 
 # Event kinds and the fields each must carry, with their JSON types.
 EVENT_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
-    "ready": {"rank": (int,), "start_step": (int,), "corpus": (str,), "meter": (str,), "startup_s": (int, float)},
+    "ready": {"rank": (int,), "start_step": (int,), "corpus": (str,), "meter": (str,), "cpu_source": (str,),
+              "startup_s": (int, float)},
     "step": {"rank": (int,), "step": (int,), "loss": (int, float, type(None)), "loss_weight": (int, float),
              "time_s": (int, float), "cpu_s": (int, float), "bytes_sent": (int,), "bytes_recv": (int,),
              "energy_j": (int, float), "interval_s": (int, float)},

@@ -1,0 +1,217 @@
+"""The control plane between the coordinator and worker daemons: authenticated, schema-checked JSON.
+
+Devices are trusted, the network is not. So:
+- Both peers prove they know the shared secret (HMAC-SHA256 over fresh nonces from each side); the
+  secret never crosses the wire.
+- Every later frame carries an HMAC under a per-session key over its direction, its sequence number and
+  its bytes: a frame that was altered, replayed, reordered or injected fails the check.
+- Frames are length-prefixed JSON (at most MAX_FRAME bytes) and every message is checked against
+  MESSAGE_SCHEMA before anyone looks at it. Nothing is ever unpickled.
+Any violation ends the connection with a `ProtocolError`; the server logs it and keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import struct
+import threading
+
+PROTOCOL_VERSION = 1
+MAX_FRAME = 1 << 20
+HANDSHAKE_TIMEOUT_S = 5.0
+_LENGTH = struct.Struct(">I")
+_MAC_BYTES = 32
+
+# Message type -> required fields and their JSON types. Extra fields are refused too.
+MESSAGE_SCHEMA: dict[str, dict[str, tuple]] = {
+    # handshake (before the session key exists)
+    "challenge": {"nonce": (str,), "version": (int,)},
+    "auth": {"nonce": (str,), "proof": (str,)},
+    "welcome": {"proof": (str,), "device": (str,)},
+    # coordinator -> worker
+    "status": {},
+    "start": {"spec": (dict,)},
+    "stop": {},
+    # worker -> coordinator
+    "state": {"state": (dict,)},
+    "heartbeat": {"state": (dict,)},
+    "started": {"rank": (int,)},
+    "stopped": {},
+    "event": {"event": (dict,)},
+    "exit": {"rank": (int,), "code": (int,)},
+    "refused": {"reason": (str,)},
+}
+
+
+class ProtocolError(Exception):
+    """A peer broke the protocol: bad frame, bad MAC, bad schema, or failed authentication."""
+
+
+def read_token(path: str) -> bytes:
+    try:
+        token = open(path, "rb").read().strip()
+    except OSError as exc:
+        raise ValueError(f"token file {path}: cannot be read ({exc.strerror})") from None
+    if len(token) < 16:
+        raise ValueError(f"token file {path}: the secret must be at least 16 bytes")
+    return token
+
+
+def new_token() -> str:
+    return os.urandom(32).hex()
+
+
+def _check_message(message) -> dict:
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError("a message must be a JSON object with a string 'type'")
+    schema = MESSAGE_SCHEMA.get(message["type"])
+    if schema is None:
+        raise ProtocolError(f"unknown message type {message['type'][:40]!r}")
+    extra = set(message) - set(schema) - {"type"}
+    if extra:
+        raise ProtocolError(f"unexpected fields in {message['type']}: {', '.join(sorted(extra))[:80]}")
+    for key, types in schema.items():
+        value = message.get(key)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise ProtocolError(f"field {key!r} of {message['type']} has the wrong type")
+    return message
+
+
+def _proof(token: bytes, label: bytes, server_nonce: str, client_nonce: str) -> str:
+    return hmac.new(token, label + server_nonce.encode() + b"|" + client_nonce.encode(), hashlib.sha256).hexdigest()
+
+
+class Channel:
+    """One authenticated connection. Thread-safe for one reader and any number of senders."""
+
+    def __init__(self, sock: socket.socket, session_key: bytes, is_server: bool, peer: str):
+        self.sock = sock
+        self.key = session_key
+        self.peer = peer
+        self._send_label, self._recv_label = (b"S", b"C") if is_server else (b"C", b"S")
+        self._send_seq = 0
+        self._recv_seq = 0
+        self._send_lock = threading.Lock()
+
+    def _mac(self, label: bytes, seq: int, payload: bytes) -> bytes:
+        return hmac.new(self.key, label + struct.pack(">Q", seq) + payload, hashlib.sha256).digest()
+
+    def send(self, message: dict) -> None:
+        payload = json.dumps(_check_message(message), separators=(",", ":")).encode()
+        with self._send_lock:
+            mac = self._mac(self._send_label, self._send_seq, payload)
+            self._send_seq += 1
+            _send_frame(self.sock, mac + payload)
+
+    def receive(self) -> dict:
+        frame = _recv_frame(self.sock)
+        if len(frame) < _MAC_BYTES:
+            raise ProtocolError("frame too short to carry a MAC")
+        mac, payload = frame[:_MAC_BYTES], frame[_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(self._recv_label, self._recv_seq, payload)):
+            raise ProtocolError("frame failed its integrity check (altered, replayed or not from the peer)")
+        self._recv_seq += 1
+        return _decode(payload)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _send_frame(sock: socket.socket, body: bytes) -> None:
+    sock.sendall(_LENGTH.pack(len(body)) + body)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 16))
+        if not chunk:
+            raise ConnectionError("peer closed the connection")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv_frame(sock: socket.socket) -> bytes:
+    (length,) = _LENGTH.unpack(_recv_exact(sock, _LENGTH.size))
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame of {length} bytes is over the {MAX_FRAME}-byte limit")
+    return _recv_exact(sock, length)
+
+
+def _decode(payload: bytes) -> dict:
+    try:
+        message = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise ProtocolError("frame is not UTF-8 JSON") from None
+    return _check_message(message)
+
+
+def _plain_send(sock: socket.socket, message: dict) -> None:
+    _send_frame(sock, json.dumps(_check_message(message)).encode())
+
+
+def _plain_receive(sock: socket.socket, expected: str) -> dict:
+    message = _decode(_recv_frame(sock))
+    if message["type"] != expected:
+        raise ProtocolError(f"expected {expected}, got {message['type']}")
+    return message
+
+
+def server_handshake(sock: socket.socket, token: bytes, device: str, peer: str) -> Channel:
+    """Challenge the client; return the channel once it proved the secret, else raise ProtocolError."""
+    sock.settimeout(HANDSHAKE_TIMEOUT_S)
+    server_nonce = os.urandom(16).hex()
+    _plain_send(sock, {"type": "challenge", "nonce": server_nonce, "version": PROTOCOL_VERSION})
+    auth = _plain_receive(sock, "auth")
+    client_nonce = auth["nonce"]
+    if len(client_nonce) != 32:
+        raise ProtocolError("client nonce has the wrong length")
+    if not hmac.compare_digest(auth["proof"], _proof(token, b"client", server_nonce, client_nonce)):
+        raise ProtocolError("authentication failed: the peer does not know the shared secret")
+    _plain_send(sock, {"type": "welcome", "device": device,
+                       "proof": _proof(token, b"server", server_nonce, client_nonce)})
+    sock.settimeout(None)
+    key = hmac.new(token, b"session" + server_nonce.encode() + client_nonce.encode(), hashlib.sha256).digest()
+    return Channel(sock, key, is_server=True, peer=peer)
+
+
+def connect(address: tuple[str, int], token: bytes, timeout_s: float = 10.0) -> tuple[Channel, str]:
+    """Connect to a worker and authenticate both ways; returns the channel and the worker's device name."""
+    sock = socket.create_connection(address, timeout=timeout_s)
+    try:
+        challenge = _plain_receive(sock, "challenge")
+        if challenge["version"] != PROTOCOL_VERSION:
+            raise ProtocolError(f"worker speaks protocol {challenge['version']}, we speak {PROTOCOL_VERSION}")
+        server_nonce = challenge["nonce"]
+        client_nonce = os.urandom(16).hex()
+        _plain_send(sock, {"type": "auth", "nonce": client_nonce,
+                           "proof": _proof(token, b"client", server_nonce, client_nonce)})
+        try:
+            welcome = _plain_receive(sock, "welcome")
+        except ConnectionError:
+            raise ProtocolError("the worker refused our credentials (wrong token?)") from None
+        if not hmac.compare_digest(welcome["proof"], _proof(token, b"server", server_nonce, client_nonce)):
+            raise ProtocolError("the worker could not prove it knows the shared secret")
+    except BaseException:
+        sock.close()
+        raise
+    sock.settimeout(None)
+    key = hmac.new(token, b"session" + server_nonce.encode() + client_nonce.encode(), hashlib.sha256).digest()
+    return Channel(sock, key, is_server=False, peer=f"{address[0]}:{address[1]}"), welcome["device"]
+
+
+def parse_address(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"address {text!r} is not HOST:PORT")
+    return (host or default_host), int(port)
+
