@@ -23,26 +23,111 @@ def _default_run_dir(kind: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}"
 
 
+def _parse_faults(values: list[str], devices: list[str]) -> dict[int, str]:
+    faults = {}
+    for value in values:
+        device, sep, step = value.rpartition("@")
+        if not sep or not step.isdigit() or int(step) < 1:
+            raise UserError(f"--inject-fault {value!r} is not DEV@STEP (for example pi4@3)")
+        if device not in devices:
+            raise UserError(f"--inject-fault {value!r}: unknown device {device!r} (devices: {', '.join(devices)})")
+        faults[int(step)] = device
+    return faults
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from edgetrain.backends import open_backend
     from edgetrain.plans import Plan
     from edgetrain.scenario import load_scenario
     scenario = load_scenario(args.scenario)
     plan = Plan.parse(args.plan)
     plan.check_devices(scenario.device_names)
-    from runtime.coordinator import Job, run_job
-    from runtime.launcher import LocalLauncher
+    faults = _parse_faults(args.inject_fault, scenario.device_names)
+    if args.steps < 1:
+        raise UserError("--steps must be at least 1")
+    if args.checkpoint_every < 0:
+        raise UserError("--checkpoint-every must be 0 or more")
+    from runtime.coordinator import Job
+    from runtime.feasibility import check_plan
+    from runtime.recovery import run_with_recovery
+    check_plan(plan, scenario)  # before anything starts, network included
     run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(plan.kind)
-    job = Job(scenario=scenario, plan=plan, steps=args.steps, run_dir=run_dir, seed=args.seed, data=args.data,
-              resume=args.resume, checkpoint_out=args.checkpoint or str(run_dir / "checkpoint.pt"),
-              checkpoint_every=args.checkpoint_every)
-    metrics = run_job(job, LocalLauncher(), progress=_progress)
+    with open_backend(args.backend, scenario, run_dir, seed=args.seed, time_scale=args.time_scale,
+                      follow_availability=args.availability == "follow", progress=_progress) as backend:
+        if faults and backend.kill_worker is None:
+            raise UserError("--inject-fault needs a backend with worker daemons (--backend mininet)")
+        job = Job(scenario=scenario, plan=plan, steps=args.steps, run_dir=run_dir, seed=args.seed, data=args.data,
+                  resume=args.resume, checkpoint_out=args.checkpoint or str(run_dir / "checkpoint.pt"),
+                  checkpoint_every=args.checkpoint_every, device_cores=backend.device_cores,
+                  socket_ifnames=backend.socket_ifnames, faults=faults)
+        metrics = run_with_recovery(job, backend.launcher, progress=_progress, inject_fault=backend.kill_worker)
+        metrics.extra.update(backend.facts)
     if args.metrics_out:
         metrics.write(args.metrics_out)
     total = metrics.to_dict()["total"]
+    for recovery in metrics.recoveries:
+        print(f"recovered: lost {', '.join(recovery['devices'])} after step {recovery['step']}, "
+              f"went on with {recovery['new_plan']} from step {recovery['resumed_from_step']} "
+              f"in {recovery.get('seconds_to_resume', float('nan')):.1f} s")
     print(f"{plan}: {len(metrics.steps)} steps, final loss {metrics.losses[-1]:.4f}, "
           f"{total['time_per_sample_s'] * 1e3:.2f} ms and {total['energy_per_sample_j']:.3f} J per sample; "
           f"checkpoint {job.checkpoint_out}" + (f"; metrics {args.metrics_out}" if args.metrics_out else ""))
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import logging
+    import socket
+
+    from runtime.control import parse_address, read_token
+    from runtime.worker import run_worker
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        listen = parse_address(args.listen)
+        token = read_token(args.token_file)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    try:
+        run_worker(args.device or socket.gethostname(), listen, token, socket_ifname=args.socket_ifname,
+                   battery_file=args.battery_file, log_dir=args.log_dir)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.listen}: {exc.strerror}") from None
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from edgetrain.backends import require_mininet
+    require_mininet()
+    if args.action == "clean":
+        from emulation.network import cleanup_leftovers
+        removed = cleanup_leftovers()
+        print("\n".join(removed) if removed else "nothing left behind")
+        return 0
+    from edgetrain.scenario import load_scenario
+    scenario = load_scenario(args.scenario)
+    if args.action == "check":
+        from emulation.check import check_scenario
+        report = check_scenario(scenario, seconds=args.seconds, progress=_progress)
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"{'device':12s} {'Mbit/s conf':>11s} {'measured':>9s} {'CPU conf':>9s} {'measured':>9s}")
+        for name, d in report["devices"].items():
+            print(f"{name:12s} {d['bandwidth_mbps']['configured']:11.1f} {d['bandwidth_mbps']['measured']:9.2f} "
+                  f"{d['cpu_share']['configured']:9.3f} {d['cpu_share']['measured']:9.3f}")
+        print(f"all within target (10% bandwidth, 15% CPU): {report['all_within_target']}; "
+              f"delay emulated: {report['delay_emulated']}")
+        return 0
+    from edgetrain.backends import open_backend
+    run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir("testbed")
+    with open_backend("mininet", scenario, run_dir, time_scale=args.time_scale, progress=_progress) as backend:
+        print(f"token file: {backend.testbed.token_file}")
+        for device in scenario.device_names:
+            ip, port = backend.testbed.worker_address(device)
+            print(f"{device}: worker at {ip}:{port}")
+        print("Ctrl-C brings the testbed down.", flush=True)
+        while True:
+            time.sleep(3600)
 
 
 def cmd_scenario(args: argparse.Namespace) -> int:
@@ -96,16 +181,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
     run.add_argument("--plan", required=True, help="KIND:DEV,DEV,... with KIND in local, dp, pp, tp, sp")
     run.add_argument("--steps", type=int, default=10, help="training steps to run (default: 10)")
-    run.add_argument("--backend", choices=["local"], default="local",
-                     help="local: one process per device on this machine, over loopback")
+    run.add_argument("--backend", choices=["local", "mininet"], default="local",
+                     help="local: one process per device on this machine, over loopback; "
+                          "mininet: the emulated testbed (root)")
     run.add_argument("--metrics-out", default=None, help="write the run's metrics JSON here")
     run.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of the batches")
     run.add_argument("--data", default=None, help="a text file or folder to train on (default: Python's stdlib source)")
     run.add_argument("--resume", default=None, help="continue from this checkpoint, on any plan")
     run.add_argument("--checkpoint", default=None, help="where to save checkpoints (default: RUN_DIR/checkpoint.pt)")
-    run.add_argument("--checkpoint-every", type=int, default=0, help="also save every N steps (default: only at the end)")
+    run.add_argument("--checkpoint-every", type=int, default=5,
+                     help="save every N steps, the points a recovery restarts from (default: 5; 0: only at the end)")
+    run.add_argument("--inject-fault", action="append", default=[], metavar="DEV@STEP",
+                     help="kill DEV's worker after step STEP (mininet backend; repeatable)")
+    run.add_argument("--availability", choices=["follow", "ignore"], default="follow",
+                     help="mininet: take devices off and on the network as their availability traces say")
+    run.add_argument("--time-scale", type=float, default=1.0,
+                     help="mininet: scenario seconds per real second for availability traces (default: 1)")
     run.add_argument("--run-dir", default=None, help="folder for shard logs and checkpoints (default: runs/TIME-KIND)")
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="the worker daemon a device runs",
+                            description="Serve the coordinator: heartbeats, device state, shard processes.")
+    worker.add_argument("--listen", required=True, help="ADDR:PORT to listen on")
+    worker.add_argument("--token-file", required=True, help="file holding the shared secret")
+    worker.add_argument("--device", default=None, help="this device's name in the scenario (default: hostname)")
+    worker.add_argument("--socket-ifname", default=None, help="network interface for torch.distributed (gloo)")
+    worker.add_argument("--battery-file", default=None, help="JSON {percent: N} to report as the battery level")
+    worker.add_argument("--log-dir", default=None, help="folder for shard logs")
+    worker.set_defaults(func=cmd_worker)
+
+    emulate = sub.add_parser("emulate", help="the emulated Mininet testbed (root)")
+    emulate.add_argument("action", choices=["check", "up", "clean"],
+                         help="check: measure links and CPU shares; up: bring the testbed up until Ctrl-C; "
+                              "clean: remove what a crashed run left behind")
+    emulate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    emulate.add_argument("--json", default=None, help="check: write the report here")
+    emulate.add_argument("--seconds", type=float, default=3.0, help="check: seconds per measurement")
+    emulate.add_argument("--time-scale", type=float, default=1.0, help="up: scenario seconds per real second")
+    emulate.add_argument("--run-dir", default=None, help="up: folder for the testbed's logs")
+    emulate.set_defaults(func=cmd_emulate)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])
@@ -125,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
     except UserError as exc:

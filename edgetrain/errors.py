@@ -19,3 +19,14 @@ class RunError(Exception):
     """A training run that failed at run time (a shard crashed, a device vanished)."""
 
     exit_code = 1
+
+
+class DeviceLost(RunError):
+    """Devices of the running plan vanished (worker gone, link down, heartbeats stopped)."""
+
+    def __init__(self, devices: list[str], step: int, detected_at: float):
+        super().__init__(f"lost device(s) {', '.join(devices)} after step {step}")
+        self.devices = devices
+        self.step = step
+        self.detected_at = detected_at
+        self.metrics = None  # the partial RunMetrics, attached by the coordinator

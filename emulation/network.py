@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from mininet.link import Link, TCLink
-from mininet.log import setLogLevel
-from mininet.net import Mininet
-from mininet.node import CPULimitedHost, Node
-from mininet.nodelib import LinuxBridge
-from mininet.topo import Topo
-
-from edgetrain.config import Scenario
-
+# Before importing mininet: it swaps the logger class for one that prints without newlines.
 log = logging.getLogger("edgetrain.emulation")
+
+from mininet.link import Link, TCLink  # noqa: E402
+from mininet.log import setLogLevel  # noqa: E402
+from mininet.net import Mininet  # noqa: E402
+from mininet.node import CPULimitedHost, Node  # noqa: E402
+from mininet.nodelib import LinuxBridge  # noqa: E402
+from mininet.topo import Topo  # noqa: E402
+
+from edgetrain.config import Scenario  # noqa: E402
 PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 
@@ -109,6 +110,7 @@ class EdgeNetwork:
                 self.hosts[device.name] = DeviceHost(device.name, host.name, host.IP(), intf.name, switch_port.name)
                 if device.memory_mb:
                     self._limit_memory(host, device.memory_mb)
+                self._expose_cpuacct(host)
             self.coordinator_ip = self.net.get(f"{self.prefix}c0").IP()
         except BaseException:
             self.stop()
@@ -122,6 +124,13 @@ class EdgeNetwork:
             if f"{candidate}." not in routes:
                 return candidate
         raise RuntimeError("no free 10.x.0.0/16 subnet for the emulated network")
+
+    @staticmethod
+    def _expose_cpuacct(host) -> None:
+        """Processes started in a host do not see the cgroup hierarchy; mount cpuacct in the host's own
+        mount namespace so that a shard can read its device's CPU time (runtime/cpu.py)."""
+        host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpuacct "
+                 "&& mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct")
 
     def _limit_memory(self, host, memory_mb: int) -> None:
         group = MEMORY_CGROUPS / host.name

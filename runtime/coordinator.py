@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgetrain.config import Scenario
-from edgetrain.errors import RunError
+from edgetrain.errors import DeviceLost, RunError
 from edgetrain.plans import Plan
 from runtime.checkpoint import check_compatible, load_checkpoint
 from runtime.feasibility import check_plan
@@ -38,6 +38,8 @@ class Job:
     master_port: Optional[int] = None
     stall_timeout_s: float = 600.0
     """Fail when no shard reports anything for this long."""
+    faults: dict[int, str] = field(default_factory=dict)
+    """Fault injection for tests and demos: after step N completes, kill device D's worker."""
 
 
 def free_port() -> int:
@@ -47,10 +49,14 @@ def free_port() -> int:
 
 
 ProgressFn = Callable[[str], None]
+FaultFn = Callable[[str], None]
+POLL_S = 0.25
 
 
-def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None) -> RunMetrics:
-    """Train `job.steps` steps of `job.plan`; raises RunError when a shard fails."""
+def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None,
+            inject_fault: Optional[FaultFn] = None, metrics: Optional[RunMetrics] = None) -> RunMetrics:
+    """Train `job.steps` steps of `job.plan`. Raises DeviceLost (with the partial metrics attached) when
+    devices of the plan vanish, RunError when a shard fails for another reason."""
     if job.steps < 1:
         raise RunError("--steps must be at least 1")
     job.plan.check_devices(job.scenario.device_names)
@@ -73,8 +79,11 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                   socket_ifname=job.socket_ifnames.get(device))
         for rank, device in enumerate(job.plan.devices)
     ]
-    metrics = RunMetrics(plan=str(job.plan), scenario=job.scenario.name, devices=list(job.plan.devices),
-                         batch_size=job.scenario.model.batch_size, start_step=start_step)
+    if metrics is None:  # else: a recovery continues the run's metrics
+        metrics = RunMetrics(plan="", scenario=job.scenario.name, devices=[],
+                             batch_size=job.scenario.model.batch_size, start_step=start_step)
+    metrics.begin_plan(str(job.plan), list(job.plan.devices), start_step)
+    target_step = start_step + job.steps
     messages: "queue.Queue[ShardMessage]" = queue.Queue()
     handles: list[ShardHandle] = []
     started = time.perf_counter()
@@ -82,34 +91,65 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     try:
         for spec in specs:
             handles.append(launcher.start(spec, messages, job.run_dir / f"shard-{spec.rank}-{spec.device}.log"))
-        _follow(job, metrics, messages, progress)
+        _follow(job, launcher, metrics, messages, progress, inject_fault, target_step)
+    except DeviceLost as lost:
+        lost.metrics = metrics
+        lost.step = metrics.last_step
+        raise
     finally:
         for handle in handles:
             handle.kill()
-    metrics.wall_s = time.perf_counter() - started
+        metrics.wall_s += time.perf_counter() - started
     return metrics
 
 
-def _follow(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]", progress: ProgressFn) -> None:
+def _check_devices(job: Job, launcher: Launcher, metrics: RunMetrics) -> None:
+    lost = launcher.lost_devices(list(job.plan.devices))
+    if lost:
+        raise DeviceLost(lost, metrics.last_step, time.monotonic())
+
+
+def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str) -> RunError:
+    """A shard died. If a device vanished, that is the cause (its peers fail with it): give heartbeats
+    the time to tell before blaming the shard."""
+    deadline = time.monotonic() + getattr(launcher, "heartbeat_timeout_s", 0.0) + 1.0
+    while True:
+        try:
+            _check_devices(job, launcher, metrics)
+        except DeviceLost as lost:
+            return lost
+        if time.monotonic() >= deadline:
+            return RunError(reason)
+        time.sleep(POLL_S)
+
+
+def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
+            progress: ProgressFn, inject_fault: Optional[FaultFn], last_step: int) -> None:
     world = job.plan.degree
-    last_step = metrics.start_step + job.steps
     done: set[int] = set()
     shown_at = 0.0
+    heard_at = time.monotonic()
     while len(done) < world:
+        _check_devices(job, launcher, metrics)
         try:
-            message = messages.get(timeout=job.stall_timeout_s)
+            message = messages.get(timeout=POLL_S)
+            heard_at = time.monotonic()
         except queue.Empty:
-            raise RunError(f"no shard of {job.plan} reported anything for {job.stall_timeout_s:.0f} s") from None
+            if time.monotonic() - heard_at > job.stall_timeout_s:
+                raise RunError(f"no shard of {job.plan} reported anything for {job.stall_timeout_s:.0f} s") from None
+            continue
         device = job.plan.devices[message.rank]
         if message.event is None:
             if message.rank not in done:
-                raise RunError(f"the shard on {device} (rank {message.rank}) exited with code "
-                               f"{message.exit_code} before finishing; its log is in {job.run_dir}")
+                raise _shard_failed(job, launcher, metrics,
+                                    f"the shard on {device} (rank {message.rank}) exited with code "
+                                    f"{message.exit_code} before finishing; its log is in {job.run_dir}")
             continue
         event = message.event
         kind = event["event"]
         if kind == "error":
-            raise RunError(f"the shard on {device} (rank {message.rank}) failed: {event['message']}")
+            raise _shard_failed(job, launcher, metrics,
+                                f"the shard on {device} (rank {message.rank}) failed: {event['message']}")
         if kind == "ready":
             metrics.add_ready(device, event)
             if len(metrics.corpora) == world and len(set(metrics.corpora.values())) > 1:
@@ -122,6 +162,10 @@ def _follow(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]"
                 progress(f"[{job.plan}] step {record['step']}/{last_step}  "
                          f"loss {record['loss']:.4f}  {record['time_s']:.3f} s  {record['energy_j']:.2f} J  "
                          f"{record['bytes'] / 1e6:.2f} MB")
+            if record is not None and record["step"] in job.faults and inject_fault is not None:
+                victim = job.faults.pop(record["step"])
+                progress(f"[{job.plan}] injecting a fault: killing the worker of {victim} after step {record['step']}")
+                inject_fault(victim)
         elif kind == "checkpoint":
             metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
             progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")

@@ -43,6 +43,14 @@ class Launcher(ABC):
     def start(self, spec: ShardSpec, messages: "queue.Queue[ShardMessage]", log_path: Path) -> ShardHandle:
         """Start one shard; its events and its exit go to `messages`."""
 
+    def lost_devices(self, devices: list[str]) -> list[str]:
+        """Devices among these that stopped answering (only launchers with heartbeats can tell)."""
+        return []
+
+    def available_devices(self, devices: list[str]) -> list[str]:
+        """Devices among these that could take part in a plan now."""
+        return [d for d in devices if d not in self.lost_devices(devices)]
+
 
 def shard_environment(socket_ifname: Optional[str] = None) -> dict[str, str]:
     env = dict(os.environ)

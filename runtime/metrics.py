@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -20,13 +21,20 @@ class RunMetrics:
     corpora: dict[str, str] = field(default_factory=dict)
     startup_s: dict[str, float] = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
+    lost_steps: list[dict] = field(default_factory=list)
+    """Steps trained but lost to a failure before a checkpoint kept them (re-done after recovery)."""
+    plans: list[dict] = field(default_factory=list)
+    """Every plan that ran, with the step it started from (more than one after a recovery)."""
+    recoveries: list[dict] = field(default_factory=list)
     checkpoints: list[dict] = field(default_factory=list)
+    first_step_at: Optional[float] = None
+    """time.monotonic() when the first step of this run completed (for recovery timings)."""
     extra: dict = field(default_factory=dict)
     """Backend facts (emulation settings, recoveries) merged into the JSON's top level."""
     _pending: dict[int, dict[str, dict]] = field(default_factory=dict)
 
     def add_ready(self, device: str, event: dict) -> None:
-        self.meters[device] = event["meter"]
+        self.meters[device] = f"{event['meter']} (cpu: {event['cpu_source']})"
         self.corpora[device] = event["corpus"]
         self.startup_s[device] = event["startup_s"]
 
@@ -51,17 +59,33 @@ class RunMetrics:
             "bytes": sum(e["bytes_sent"] for e in pending.values()),
             "devices": per_device,
         }
+        while self.steps and self.steps[-1]["step"] >= record["step"]:
+            self.lost_steps.append(self.steps.pop())
         self.steps.append(record)
+        if self.first_step_at is None:
+            self.first_step_at = time.monotonic()
         return record
+
+    @property
+    def last_step(self) -> int:
+        return self.steps[-1]["step"] if self.steps else self.start_step
 
     @property
     def losses(self) -> list[float]:
         return [s["loss"] for s in self.steps]
 
+    def begin_plan(self, plan: str, devices: list[str], start_step: int) -> None:
+        """A new plan takes over (the first one, or the one a recovery chose)."""
+        self.plans.append({"plan": plan, "from_step": start_step})
+        self.plan = self.plan or plan
+        self.devices += [d for d in devices if d not in self.devices]
+        self.first_step_at = None
+
     def to_dict(self) -> dict:
         devices = {}
+        every_step = self.lost_steps + self.steps  # lost work was paid for too
         for name in self.devices:
-            rows = [s["devices"][name] for s in self.steps]
+            rows = [s["devices"][name] for s in every_step if name in s["devices"]]
             devices[name] = {
                 "energy_j": sum(r["energy_j"] for r in rows),
                 "cpu_s": sum(r["cpu_s"] for r in rows),
@@ -71,14 +95,17 @@ class RunMetrics:
                 "meter": self.meters.get(name, "none"),
                 "startup_s": self.startup_s.get(name),
             }
-        time_s = sum(s["time_s"] for s in self.steps)
-        energy_j = sum(s["energy_j"] for s in self.steps)
+        time_s = sum(s["time_s"] for s in every_step)
+        energy_j = sum(s["energy_j"] for s in every_step)
         samples = len(self.steps) * self.batch_size
         return {
             "plan": self.plan,
             "scenario": self.scenario,
             "start_step": self.start_step,
+            "plans": self.plans,
             "steps": self.steps,
+            "lost_steps": self.lost_steps,
+            "recoveries": self.recoveries,
             "devices": devices,
             "checkpoints": self.checkpoints,
             "total": {

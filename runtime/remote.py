@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from edgetrain.errors import DeviceLost
 from runtime.control import Channel, ProtocolError, connect
 from runtime.launcher import Launcher, ShardHandle, ShardMessage
 from runtime.spec import EVENT_SCHEMA, ShardSpec
@@ -102,18 +103,40 @@ class RemoteShard(ShardHandle):
 
 
 class RemoteLauncher(Launcher):
-    """Shards started by worker daemons. A device counts as lost when its connection breaks or its
-    heartbeats stop for `heartbeat_timeout_s`."""
+    """Shards started by worker daemons at known addresses. A device counts as lost when its
+    connection breaks or its heartbeats stop for `heartbeat_timeout_s`; a device whose worker comes
+    back (it was offline, or restarted) is reconnected when it is next asked for."""
 
-    def __init__(self, clients: dict[str, WorkerClient], heartbeat_timeout_s: float = 5.0):
-        self.clients = clients
+    def __init__(self, addresses: dict[str, tuple[str, int]], token: bytes, heartbeat_timeout_s: float = 5.0):
+        self.addresses = addresses
+        self.token = token
         self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.clients: dict[str, WorkerClient] = {}
+
+    def connect_all(self, timeout_s: float = 10.0) -> None:
+        for device in self.addresses:
+            self._client(device, timeout_s)
+
+    def _client(self, device: str, timeout_s: float = 2.0) -> Optional[WorkerClient]:
+        client = self.clients.get(device)
+        if client is not None and client.connected and client.silent_for() <= self.heartbeat_timeout_s:
+            return client
+        if client is not None:
+            client.close()
+            del self.clients[device]
+        try:
+            self.clients[device] = WorkerClient(device, self.addresses[device], self.token, timeout_s)
+        except (OSError, ConnectionError):
+            return None  # not there (yet)
+        return self.clients[device]
 
     def master_address(self, spec_device: str) -> str:
-        return self.clients[spec_device].address[0]
+        return self.addresses[spec_device][0]
 
     def start(self, spec, messages, log_path: Path):
-        client = self.clients[spec.device]
+        client = self._client(spec.device, timeout_s=5.0)
+        if client is None:
+            raise DeviceLost([spec.device], step=0, detected_at=time.monotonic())  # step: set by run_job
         client.start(spec, messages)
         return RemoteShard(client)
 
@@ -121,3 +144,11 @@ class RemoteLauncher(Launcher):
         return [d for d in devices
                 if d not in self.clients or not self.clients[d].connected
                 or self.clients[d].silent_for() > self.heartbeat_timeout_s]
+
+    def available_devices(self, devices: list[str]) -> list[str]:
+        return [d for d in devices if d in self.addresses and self._client(d) is not None]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients = {}

@@ -61,6 +61,7 @@ class Worker:
         self.started = time.time()
         self._lock = threading.Lock()
         self._shards: dict[int, subprocess.Popen] = {}
+        self._forwarders: list[threading.Thread] = []
         self._spare: Optional[subprocess.Popen] = None
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
@@ -94,7 +95,10 @@ class Worker:
             self._shards[spec.rank] = process
         process.stdin.write(spec.to_json())
         process.stdin.close()
-        threading.Thread(target=self._forward, args=(spec.rank, process, channel), daemon=True).start()
+        forwarder = threading.Thread(target=self._forward, args=(spec.rank, process, channel), daemon=True)
+        with self._lock:
+            self._forwarders.append(forwarder)
+        forwarder.start()
         threading.Thread(target=self.warm_up, daemon=True).start()
 
     def _forward(self, rank: int, process: subprocess.Popen, channel: Channel) -> None:
@@ -108,8 +112,11 @@ class Worker:
             process.kill()  # the coordinator is gone: a shard nobody listens to must not keep running
 
     def stop_shards(self) -> None:
+        """Kill every shard and wait until their exits have been sent: a coordinator that reads
+        `stopped` has seen the last word of this plan's shards."""
         with self._lock:
             shards, self._shards = list(self._shards.values()), {}
+            forwarders, self._forwarders = self._forwarders, []
         for process in shards:
             if process.poll() is None:
                 try:
@@ -117,6 +124,8 @@ class Worker:
                 except ProcessLookupError:
                     pass
             process.wait()
+        for forwarder in forwarders:
+            forwarder.join(timeout=10)
 
     # --- state -----------------------------------------------------------------------------------
     def state(self) -> dict:
