@@ -18,6 +18,7 @@ class RunMetrics:
     start_step: int = 0
     wall_s: float = 0.0
     meters: dict[str, str] = field(default_factory=dict)
+    cpu_sources: dict[str, str] = field(default_factory=dict)
     corpora: dict[str, str] = field(default_factory=dict)
     startup_s: dict[str, float] = field(default_factory=dict)
     steps: list[dict] = field(default_factory=list)
@@ -34,7 +35,8 @@ class RunMetrics:
     _pending: dict[int, dict[str, dict]] = field(default_factory=dict)
 
     def add_ready(self, device: str, event: dict) -> None:
-        self.meters[device] = f"{event['meter']} (cpu: {event['cpu_source']})"
+        self.meters[device] = event["meter"]
+        self.cpu_sources[device] = event["cpu_source"]
         self.corpora[device] = event["corpus"]
         self.startup_s[device] = event["startup_s"]
 
@@ -93,6 +95,7 @@ class RunMetrics:
                 "bytes_sent": sum(r["bytes_sent"] for r in rows),
                 "bytes_recv": sum(r["bytes_recv"] for r in rows),
                 "meter": self.meters.get(name, "none"),
+                "cpu_source": self.cpu_sources.get(name, "none"),
                 "startup_s": self.startup_s.get(name),
             }
         time_s = sum(s["time_s"] for s in every_step)

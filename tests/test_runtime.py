@@ -60,6 +60,7 @@ def test_metrics_measure_time_traffic_and_energy_per_device(tmp_path):
     params = 256 * 48 * 2 + 24 * 48 + 3 * (4 * 48 * 48 + 2 * 48 * 192 + 192 + 48 + 4 * 48) + 2 * 48
     for name, device in metrics["devices"].items():
         assert device["meter"] == "profile"
+        assert device["cpu_source"] == "process"
         assert device["bytes_sent"] >= 3 * params * 4 * 2 / 3, name
         assert device["bytes_recv"] >= 3 * params * 4 * 2 / 3, name
         assert device["cpu_s"] > 0 and device["energy_j"] > 0
