@@ -75,6 +75,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from edgetrain.backends import open_backend
+    from edgetrain.scenario import load_scenario
+    from runtime.profile_job import profile_devices
+    scenario = load_scenario(args.scenario)
+    run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir("profile")
+    with open_backend(args.backend, scenario, run_dir, follow_availability=False, progress=_progress) as backend:
+        profile = profile_devices(scenario, backend.launcher, run_dir, backend=args.backend,
+                                  device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames,
+                                  progress=_progress)
+        profile.update(backend.facts)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(profile, indent=2))
+    print(f"profile of {len(profile['devices'])} devices and {len(profile['links'])} links written to {args.out}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import socket
@@ -220,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--time-scale", type=float, default=1.0, help="up: scenario seconds per real second")
     emulate.add_argument("--run-dir", default=None, help="up: folder for the testbed's logs")
     emulate.set_defaults(func=cmd_emulate)
+
+    profile = sub.add_parser("profile", help="measure the devices and links the cost model is built from")
+    profile.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    profile.add_argument("--backend", choices=["local", "mininet"], default="mininet")
+    profile.add_argument("--out", required=True, help="the profile JSON to write")
+    profile.add_argument("--run-dir", default=None, help="folder for logs (default: runs/TIME-profile)")
+    profile.set_defaults(func=cmd_profile)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])

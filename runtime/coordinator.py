@@ -38,6 +38,8 @@ class Job:
     master_port: Optional[int] = None
     stall_timeout_s: float = 600.0
     """Fail when no shard reports anything for this long."""
+    mode: str = "train"
+    """train, or profile: every device of the plan measures itself and its links (no training)."""
     faults: dict[int, str] = field(default_factory=dict)
     """Fault injection for tests and demos: after step N completes, kill device D's worker."""
 
@@ -60,7 +62,8 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     if job.steps < 1:
         raise RunError("--steps must be at least 1")
     job.plan.check_devices(job.scenario.device_names)
-    check_plan(job.plan, job.scenario)
+    if job.mode == "train":
+        check_plan(job.plan, job.scenario)
     start_step = 0
     if job.resume:
         payload = load_checkpoint(job.resume)
@@ -76,7 +79,7 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                   profile=job.scenario.device(device).profile, cores=job.device_cores.get(device, 1.0),
                   data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
                   checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
-                  socket_ifname=job.socket_ifnames.get(device))
+                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode)
         for rank, device in enumerate(job.plan.devices)
     ]
     if metrics is None:  # else: a recovery continues the run's metrics
@@ -166,6 +169,9 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
                 victim = job.faults.pop(record["step"])
                 progress(f"[{job.plan}] injecting a fault: killing the worker of {victim} after step {record['step']}")
                 inject_fault(victim)
+        elif kind == "profile":
+            metrics.profiles.setdefault(device, {})[event["part"]] = event["data"]
+            progress(f"profiled {event['part']} of {device}")
         elif kind == "checkpoint":
             metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
             progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")

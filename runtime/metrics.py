@@ -27,6 +27,8 @@ class RunMetrics:
     plans: list[dict] = field(default_factory=list)
     """Every plan that ran, with the step it started from (more than one after a recovery)."""
     recoveries: list[dict] = field(default_factory=list)
+    profiles: dict[str, dict] = field(default_factory=dict)
+    """Profiling jobs: per device, per part (compute, links), what the device measured."""
     checkpoints: list[dict] = field(default_factory=list)
     first_step_at: Optional[float] = None
     """time.monotonic() when the first step of this run completed (for recovery timings)."""

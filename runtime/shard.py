@@ -26,6 +26,7 @@ from runtime.data import batch_for_step, load_corpus
 from runtime.energy import PowerProfile, Usage, select_meter
 from runtime.netstats import TrafficCounter
 from runtime.parallel import build_trainer
+from runtime.profiler import run_profile
 from runtime.spec import ShardSpec, encode_event
 
 
@@ -46,6 +47,10 @@ def run_shard(spec: ShardSpec) -> None:
                             rank=spec.rank, world_size=spec.world_size, timeout=timedelta(seconds=spec.timeout_s))
     meter = None
     try:
+        if spec.mode == "profile":
+            run_profile(cfg, spec.seed, spec.rank, spec.world_size, emit)
+            emit("done", rank=spec.rank)
+            return
         trainer = build_trainer(spec.kind, cfg, spec.seed, spec.rank, spec.world_size, checkpoint)
         del checkpoint
         meter = select_meter(PowerProfile.from_catalog(spec.profile, spec.cores), spec.hardware_meter)

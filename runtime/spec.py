@@ -43,6 +43,8 @@ class ShardSpec:
     """Network interface for gloo (needed inside Mininet hosts)."""
     timeout_s: float = 300.0
     """torch.distributed timeout; liveness is watched by the coordinator, not by this."""
+    mode: str = "train"
+    """train: run the plan; profile: measure this device's compute and its links (runtime/profiler.py)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -67,6 +69,7 @@ EVENT_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
              "time_s": (int, float), "cpu_s": (int, float), "bytes_sent": (int,), "bytes_recv": (int,),
              "energy_j": (int, float), "interval_s": (int, float)},
     "checkpoint": {"rank": (int,), "step": (int,), "path": (str,), "time_s": (int, float)},
+    "profile": {"rank": (int,), "part": (str,), "data": (dict,)},
     "done": {"rank": (int,)},
     "error": {"rank": (int,), "message": (str,)},
 }

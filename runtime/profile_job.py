@@ -1,0 +1,59 @@
+"""`edgetrain profile`: run the profiling job on every device of a scenario and write what they measured."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from edgetrain.config import Scenario
+from edgetrain.plans import Plan
+from runtime.coordinator import Job, ProgressFn, run_job
+from runtime.launcher import Launcher
+
+FORMAT = "edgetrain-profile-v1"
+HOW = {
+    "compute": "forward and backward wall time of each model part (embeddings, one Transformer block, "
+               "output head + loss), median of 3 runs after a warm-up, on the device itself, one device at a "
+               "time, for micro-batch rows x sequence lengths; cpu_per_compute_s is the device's CPU seconds "
+               "(cgroup on the testbed, process elsewhere) per wall second of that compute",
+    "activation_bytes": "bytes of every tensor autograd saved for the backward pass (saved_tensors_hooks)",
+    "optimizer": "wall time of one AdamW step over the whole model, median of 3",
+    "idle_cpu_per_s": "CPU seconds the device used per wall second while the shard slept for 1 s",
+    "links": "gloo send/recv between every ordered pair of devices: 10 one-float round trips (latency = "
+             "median / 2) and a 1 MiB tensor whose arrival the receiver confirms (mbps excludes latency)",
+    "startup_s": "seconds from a shard process receiving its spec to being ready to train",
+}
+
+
+def profile_devices(scenario: Scenario, launcher: Launcher, run_dir: Path, *, backend: str, seed: int = 0,
+                    device_cores: dict[str, float] | None = None, socket_ifnames: dict[str, str] | None = None,
+                    progress: ProgressFn = lambda line: None) -> dict:
+    devices = tuple(scenario.device_names)
+    plan = Plan("local", devices) if len(devices) == 1 else Plan("dp", devices)  # just the rank order
+    job = Job(scenario=scenario, plan=plan, steps=1, run_dir=run_dir, seed=seed, mode="profile",
+              device_cores=device_cores or {}, socket_ifnames=socket_ifnames or {})
+    started = time.time()
+    metrics = run_job(job, launcher, progress)
+    links = {}
+    for device in devices:
+        for pair, measured in metrics.profiles[device].get("links", {}).items():
+            src, dst = (devices[int(i)] for i in pair.split("->"))
+            links[f"{src}->{dst}"] = measured
+    return {
+        "format": FORMAT,
+        "scenario": scenario.name,
+        "backend": backend,
+        "created": started,
+        "model": {k: v for k, v in asdict(scenario.model).items()},
+        "devices": {
+            device: {
+                "profile": scenario.device(device).profile,
+                "cores": (device_cores or {}).get(device, 1.0),
+                **metrics.profiles[device]["compute"],
+            }
+            for device in devices
+        },
+        "links": links,
+        "how": HOW,
+    }

@@ -1,0 +1,173 @@
+"""Measurements the cost model is built from, taken on the live devices by a profiling job.
+
+Every device, in turn (so that devices sharing a machine do not disturb each other), times the forward
+and backward pass of each part of the model (embeddings, one Transformer block, output head with the
+loss) for several micro-batch sizes and sequence lengths, the AdamW step, the activation memory each
+part keeps for the backward pass (counted with saved-tensor hooks), and the CPU time it burns per
+second of compute and per second of idling. Then every ordered pair of devices sends a tensor through
+torch.distributed (gloo) to measure each link's throughput and latency as training sees it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from edgetrain.config import ModelConfig
+from runtime.cpu import CpuClock
+from runtime.model import TransformerBlock, build_model, lm_loss
+
+REPEATS = 3
+LINK_BYTES = 1 << 20
+PING_REPEATS = 10
+
+
+def _rows_grid(batch_size: int) -> list[int]:
+    rows, r = [], 1
+    while r < batch_size:
+        rows.append(r)
+        r *= 2
+    return rows + [batch_size]
+
+
+def _seq_grid(seq_len: int) -> list[int]:
+    """Full sequences and the shards sequence parallelism cuts them into (2 to 8 devices)."""
+    return sorted({seq_len // k for k in range(1, 9) if seq_len % k == 0 and seq_len // k >= 1}, reverse=True)
+
+
+def _time_part(run_forward: Callable[[], torch.Tensor], clock: CpuClock) -> dict:
+    """Median forward and backward seconds over REPEATS runs, after one warm-up, and CPU seconds used."""
+    forward, backward, walls, cpus = [], [], [], []
+    for repeat in range(REPEATS + 1):
+        c0, t0 = clock.seconds(), time.perf_counter()
+        out = run_forward()
+        t1 = time.perf_counter()
+        out.backward()
+        t2 = time.perf_counter()
+        c1 = clock.seconds()
+        if repeat:  # the first run warms caches and allocators
+            forward.append(t1 - t0)
+            backward.append(t2 - t1)
+            walls.append(t2 - t0)
+            cpus.append(c1 - c0)
+    return {"forward_s": statistics.median(forward), "backward_s": statistics.median(backward),
+            "cpu_per_compute_s": sum(cpus) / sum(walls)}
+
+
+def _saved_bytes(run_forward: Callable[[], torch.Tensor]) -> int:
+    """Bytes of every tensor autograd keeps for the backward pass of one forward."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = run_forward()
+    out.backward()
+    return total
+
+
+def profile_compute(cfg: ModelConfig, seed: int) -> dict:
+    """Time and memory of every model part on this device."""
+    torch.manual_seed(seed)
+    clock = CpuClock()
+    model = build_model(cfg, seed)
+    block: TransformerBlock = model.layers["0"]
+    results: dict = {"block": [], "embeddings": [], "head": [], "cpu_source": clock.source}
+    for rows in _rows_grid(cfg.batch_size):
+        for seq in _seq_grid(cfg.seq_len):
+            tokens = torch.randint(0, cfg.vocab_size, (rows, seq))
+            hidden = torch.randn(rows, seq, cfg.d_model, requires_grad=True)
+            positions = torch.arange(seq)
+
+            def embed():
+                return (model.tok_embeddings(tokens) + model.pos_embeddings(positions)).sum()
+
+            def run_block():
+                return block(hidden, positions).sum()
+
+            def head():
+                return lm_loss(model.output(model.norm(hidden)), tokens)
+
+            for name, fn in (("embeddings", embed), ("block", run_block), ("head", head)):
+                entry = {"rows": rows, "seq": seq, **_time_part(fn, clock)}
+                if seq == cfg.seq_len:
+                    entry["activation_bytes"] = _saved_bytes(fn)
+                results[name].append(entry)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    steps = []
+    for repeat in range(REPEATS + 1):
+        t0 = time.perf_counter()
+        optimizer.step()
+        if repeat:
+            steps.append(time.perf_counter() - t0)
+    params = sum(p.numel() for p in model.parameters())
+    results["optimizer"] = {"params": params, "step_s": statistics.median(steps),
+                            "step_s_per_param": statistics.median(steps) / params}
+    results["param_bytes"] = {name: sum(p.numel() * p.element_size() for p in part.parameters())
+                              for name, part in (("embeddings", nn.ModuleList([model.tok_embeddings,
+                                                                               model.pos_embeddings])),
+                                                 ("block", block),
+                                                 ("head", nn.ModuleList([model.norm, model.output])))}
+    c0, t0 = clock.seconds(), time.perf_counter()
+    time.sleep(1.0)
+    results["idle_cpu_per_s"] = (clock.seconds() - c0) / (time.perf_counter() - t0)
+    return results
+
+
+def profile_links(rank: int, world: int) -> dict:
+    """Throughput and latency of every ordered pair (src -> dst), measured with gloo send/recv.
+    Every rank calls this with the others; returns {"src->dst": {...}} on every rank for its own sends."""
+    payload = torch.zeros(LINK_BYTES // 4)
+    ping = torch.zeros(1)
+    results = {}
+    for src in range(world):
+        for dst in range(world):
+            if src == dst:
+                continue
+            dist.barrier()
+            if rank not in (src, dst):
+                continue
+            peer = dst if rank == src else src
+            # Latency: round trips of a one-float message.
+            rtts = []
+            for _ in range(PING_REPEATS):
+                t0 = time.perf_counter()
+                if rank == src:
+                    dist.send(ping, peer)
+                    dist.recv(ping, peer)
+                else:
+                    dist.recv(ping, peer)
+                    dist.send(ping, peer)
+                rtts.append(time.perf_counter() - t0)
+            # Throughput: the time until the receiver has the whole payload, confirmed back.
+            t0 = time.perf_counter()
+            if rank == src:
+                dist.send(payload, peer)
+                dist.recv(ping, peer)
+                elapsed = time.perf_counter() - t0
+                latency = statistics.median(rtts) / 2
+                results[f"{src}->{dst}"] = {"bytes": LINK_BYTES, "seconds": elapsed, "latency_s": latency,
+                                            "mbps": LINK_BYTES * 8 / max(elapsed - 2 * latency, 1e-9) / 1e6}
+            else:
+                dist.recv(payload, peer)
+                dist.send(ping, peer)
+    return results
+
+
+def run_profile(cfg: ModelConfig, seed: int, rank: int, world: int, emit) -> None:
+    """Each device profiles its compute while the others wait, then all measure the links together."""
+    for turn in range(world):
+        if turn == rank:
+            emit("profile", rank=rank, part="compute", data=profile_compute(cfg, seed))
+        dist.barrier()
+    emit("profile", rank=rank, part="links", data=profile_links(rank, world))
