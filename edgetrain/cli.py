@@ -92,6 +92,33 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from edgetrain.plans import Plan
+    from edgetrain.scenario import load_scenario
+    from envs.costmodel import CostModel, load_profile
+    profile = load_profile(args.profile)
+    scenario = load_scenario(args.scenario or profile["scenario"])
+    plan = Plan.parse(args.plan)
+    plan.check_devices(scenario.device_names)
+    missing = [d for d in plan.devices if d not in profile["devices"]]
+    if missing:
+        raise UserError(f"profile {args.profile} has no measurements of {', '.join(missing)}")
+    prediction = CostModel(profile, scenario).predict(plan)
+    if args.json:
+        print(json.dumps(prediction.to_dict(), indent=2))
+        return 0
+    samples = scenario.model.batch_size
+    print(f"{plan}: {prediction.step_time_s:.3f} s per step, {prediction.total_energy_j:.2f} J per step "
+          f"({prediction.step_time_s / samples * 1e3:.2f} ms and {prediction.total_energy_j / samples:.3f} J per sample)")
+    print(f"{'device':12s} {'energy J':>9s} {'sent MB':>8s} {'recv MB':>8s} {'memory MiB':>11s}")
+    for dev in plan.devices:
+        print(f"{dev:12s} {prediction.energy_j[dev]:9.3f} {prediction.bytes_sent[dev] / 1e6:8.2f} "
+              f"{prediction.bytes_recv[dev] / 1e6:8.2f} {prediction.memory_mb[dev]:11.0f}")
+    if not prediction.fits:
+        print("cannot run: " + "; ".join(prediction.problems))
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import socket
@@ -244,6 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--out", required=True, help="the profile JSON to write")
     profile.add_argument("--run-dir", default=None, help="folder for logs (default: runs/TIME-profile)")
     profile.set_defaults(func=cmd_profile)
+
+    predict = sub.add_parser("predict", help="predict a plan's step time, energy and traffic from a profile")
+    predict.add_argument("--profile", required=True, help="a profile JSON from `edgetrain profile`")
+    predict.add_argument("--plan", required=True, help="KIND:DEV,DEV,...")
+    predict.add_argument("--scenario", default=None, help="scenario (default: the one the profile was taken on)")
+    predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
+    predict.set_defaults(func=cmd_predict)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])

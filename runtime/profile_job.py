@@ -11,14 +11,17 @@ from edgetrain.plans import Plan
 from runtime.coordinator import Job, ProgressFn, run_job
 from runtime.launcher import Launcher
 
-FORMAT = "edgetrain-profile-v1"
+FORMAT = "edgetrain-profile-v2"
 HOW = {
-    "compute": "forward and backward wall time of each model part (embeddings, one Transformer block, "
-               "output head + loss), median of 3 runs after a warm-up, on the device itself, one device at a "
-               "time, for micro-batch rows x sequence lengths; cpu_per_compute_s is the device's CPU seconds "
-               "(cgroup on the testbed, process elsewhere) per wall second of that compute",
+    "compute": "forward and backward CPU time (time.process_time of the shard) of each model part "
+               "(embeddings, one Transformer block, output head + loss), median of 3 runs after a warm-up, on "
+               "the device itself, one device at a time, for micro-batch rows x sequence lengths",
+    "sustained_cpu_rate": "shard CPU seconds per wall second over 2 s of back-to-back block forward+backward "
+                          "passes: wall time = CPU time / this rate (below 1 under an emulated CPU quota)",
+    "device_cpu_per_compute_s": "the device's CPU seconds (cgroup on the testbed, the process elsewhere) per "
+                                "wall second during those 2 s",
     "activation_bytes": "bytes of every tensor autograd saved for the backward pass (saved_tensors_hooks)",
-    "optimizer": "wall time of one AdamW step over the whole model, median of 3",
+    "optimizer": "CPU time of one AdamW step over the whole model, median of 3",
     "idle_cpu_per_s": "CPU seconds the device used per wall second while the shard slept for 1 s",
     "links": "gloo send/recv between every ordered pair of devices: 10 one-float round trips (latency = "
              "median / 2) and a 1 MiB tensor whose arrival the receiver confirms (mbps excludes latency)",

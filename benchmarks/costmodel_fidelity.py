@@ -1,0 +1,86 @@
+"""Does the cost model predict what the live testbed does? Runs every feasible plan of a scenario (up to
+--max-devices devices) on the mininet testbed and compares predicted with measured step time and
+energy per step. Target: mean absolute percentage error at most 15% for time and for energy on the
+default scenario. Prints JSON (per plan, per kind, overall). Needs root.
+
+    .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--profile FILE] [--steps 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from edgetrain.backends import open_backend
+from edgetrain.scenario import load_scenario
+from envs.costmodel import CostModel, load_profile
+from runtime.coordinator import Job, run_job
+from runtime.feasibility import enumerate_plans, plan_problems
+from runtime.profile_job import profile_devices
+
+TARGET_MAPE = 0.15
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def mape(pairs: list[tuple[float, float]]) -> float:
+    return statistics.mean(abs(p - m) / m for p, m in pairs) if pairs else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", default=None)
+    parser.add_argument("--profile", default=None, help="a profile of this scenario; made first when absent")
+    parser.add_argument("--steps", type=int, default=6, help="steps per plan (the first is not measured)")
+    parser.add_argument("--max-devices", type=int, default=3)
+    parser.add_argument("--out", default=None, help="also write the JSON here")
+    args = parser.parse_args()
+    scenario = load_scenario(args.scenario)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            open_backend("mininet", scenario, Path(tmp), follow_availability=False, progress=log) as backend:
+        if args.profile:
+            profile = load_profile(args.profile)
+        else:
+            log("profiling the devices")
+            profile = profile_devices(scenario, backend.launcher, Path(tmp) / "profile", backend="mininet",
+                                      device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+        model = CostModel(profile, scenario)
+        plans = [p for p in enumerate_plans(scenario.device_names, args.max_devices) if not plan_problems(p, scenario)]
+        for index, plan in enumerate(plans, start=1):
+            job = Job(scenario=scenario, plan=plan, steps=args.steps, run_dir=Path(tmp) / f"run{index}",
+                      device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+            steps = run_job(job, backend.launcher).steps[1:]
+            measured_time = statistics.median(s["time_s"] for s in steps)
+            measured_energy = statistics.median(s["energy_j"] for s in steps)
+            predicted = model.predict(plan)
+            rows.append({"plan": str(plan), "kind": plan.kind,
+                         "time_s": {"predicted": predicted.step_time_s, "measured": measured_time},
+                         "energy_j": {"predicted": predicted.total_energy_j, "measured": measured_energy}})
+            log(f"[{index}/{len(plans)}] {plan}: time {predicted.step_time_s:.3f} vs {measured_time:.3f} s, "
+                f"energy {predicted.total_energy_j:.2f} vs {measured_energy:.2f} J")
+    report = {"scenario": scenario.name, "target_mape": TARGET_MAPE, "steps_per_plan": args.steps,
+              "plans": rows, "per_kind": {}}
+    for kind in sorted({r["kind"] for r in rows}):
+        mine = [r for r in rows if r["kind"] == kind]
+        report["per_kind"][kind] = {
+            "plans": len(mine),
+            "time_mape": mape([(r["time_s"]["predicted"], r["time_s"]["measured"]) for r in mine]),
+            "energy_mape": mape([(r["energy_j"]["predicted"], r["energy_j"]["measured"]) for r in mine])}
+    report["time_mape"] = mape([(r["time_s"]["predicted"], r["time_s"]["measured"]) for r in rows])
+    report["energy_mape"] = mape([(r["energy_j"]["predicted"], r["energy_j"]["measured"]) for r in rows])
+    report["target_met"] = report["time_mape"] <= TARGET_MAPE and report["energy_mape"] <= TARGET_MAPE
+    text = json.dumps(report, indent=2)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

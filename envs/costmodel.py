@@ -1,0 +1,265 @@
+"""Predict what a plan costs, from a profile of the devices: step time, energy and bytes per device,
+and whether it fits in memory.
+
+Compute comes from the profiled forward/backward times of each model part; communication from an
+alpha-beta model (measured latency and throughput of each device pair) of the collectives and
+point-to-point sends each parallelism really performs:
+- dp: DDP all-reduces all gradients after the backward pass (one bucket for these model sizes),
+  gloo's ring: 2(n-1) rounds of 1/n of the gradients, each as slow as the slowest pair in the ring.
+- pp: 1F1B over M micro-batches: the first micro-batch crosses every stage, the other M-1 follow at the
+  pace of the slowest stage; activations forward and their gradients back at every stage boundary.
+- tp: sharded attention and MLP compute; per block two all-reduces of the activations forward and two
+  backward.
+- sp: each device computes its share of the sequence; per block an all-gather of keys and values
+  forward and a reduce-scatter of their gradients backward; then one all-reduce of all gradients.
+Energy is the device power profile applied to the predicted busy time and bytes, as the profile meter
+measures it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgetrain.config import ModelConfig, Scenario
+from edgetrain.errors import UserError
+from edgetrain.plans import Plan
+from edgetrain.power import profile_energy_j
+from edgetrain.profiles import get_profile
+from runtime.feasibility import PROCESS_BASELINE_MB, device_memory_mb, pipeline_microbatches, plan_problems
+from runtime.model import count_parameters
+from runtime.parallel import split_evenly, stage_layer_ranges
+from runtime.profile_job import FORMAT as PROFILE_FORMAT
+
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Prediction:
+    plan: str
+    step_time_s: float
+    energy_j: dict[str, float]
+    bytes_sent: dict[str, int]
+    bytes_recv: dict[str, int]
+    memory_mb: dict[str, float]
+    fits: bool
+    problems: tuple[str, ...] = ()
+
+    @property
+    def total_energy_j(self) -> float:
+        return sum(self.energy_j.values())
+
+    def to_dict(self) -> dict:
+        return {"plan": self.plan, "step_time_s": self.step_time_s, "energy_j": self.energy_j,
+                "total_energy_j": self.total_energy_j, "bytes_sent": self.bytes_sent,
+                "bytes_recv": self.bytes_recv, "memory_mb": self.memory_mb, "fits": self.fits,
+                "problems": list(self.problems)}
+
+
+@dataclass
+class DeviceModel:
+    """One device's measured compute, as interpolating tables."""
+
+    name: str
+    cores: float
+    sustained_cpu_rate: float
+    """Shard CPU seconds per wall second under sustained compute: wall = CPU / rate."""
+    cpu_per_compute_s: float
+    """The device's CPU seconds per wall second while computing (for the energy meter)."""
+    idle_cpu_per_s: float
+    optimizer_s_per_param: float
+    parts: dict[str, dict[int, tuple[list[int], list[float], list[float]]]] = field(default_factory=dict)
+    """part -> seq -> (rows, forward_s, backward_s), rows ascending."""
+    activation_bytes_per_row: dict[str, float] = field(default_factory=dict)
+
+    def time(self, part: str, rows: float, seq: int) -> tuple[float, float]:
+        """Forward and backward seconds, linear in rows between measured points (and beyond them)."""
+        table = self.parts[part].get(seq)
+        if table is None:  # a sequence length never profiled: scale the nearest longer one by tokens
+            longer = min((s for s in self.parts[part] if s >= seq), default=max(self.parts[part]))
+            f, b = self.time(part, rows, longer)
+            return f * seq / longer, b * seq / longer
+        xs, fs, bs = table
+        if len(xs) == 1:
+            return fs[0] * rows / xs[0], bs[0] * rows / xs[0]
+        i = min(max(bisect.bisect_left(xs, rows), 1), len(xs) - 1)
+        w = (rows - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return fs[i - 1] + w * (fs[i] - fs[i - 1]), bs[i - 1] + w * (bs[i] - bs[i - 1])
+
+
+class CostModel:
+    def __init__(self, profile: dict, scenario: Scenario):
+        self.profile = profile
+        self.scenario = scenario
+        self.cfg: ModelConfig = scenario.model
+        self.devices = {name: self._device(name, data) for name, data in profile["devices"].items()}
+        self.links = {tuple(pair.split("->")): (m["latency_s"], m["mbps"] * 1e6 / 8)
+                      for pair, m in profile["links"].items()}
+        self.params = count_parameters(self.cfg)
+        self._cache: dict[Plan, Prediction] = {}
+
+    @staticmethod
+    def _device(name: str, data: dict) -> DeviceModel:
+        rate = data["sustained_cpu_rate"]
+        device = DeviceModel(name=name, cores=data["cores"], sustained_cpu_rate=rate,
+                             cpu_per_compute_s=data["device_cpu_per_compute_s"],
+                             idle_cpu_per_s=data["idle_cpu_per_s"],
+                             optimizer_s_per_param=data["optimizer"]["step_cpu_s_per_param"] / rate)
+        for part in ("embeddings", "block", "head"):
+            by_seq: dict[int, tuple] = {}
+            for entry in sorted(data[part], key=lambda e: e["rows"]):
+                xs, fs, bs = by_seq.setdefault(entry["seq"], ([], [], []))
+                xs.append(entry["rows"])
+                fs.append(entry["forward_cpu_s"] / rate)
+                bs.append(entry["backward_cpu_s"] / rate)
+                if "activation_bytes" in entry:
+                    device.activation_bytes_per_row[part] = entry["activation_bytes"] / entry["rows"]
+            device.parts[part] = by_seq
+        return device
+
+    # --- communication -------------------------------------------------------------------------------
+    def transfer_s(self, src: str, dst: str, nbytes: float) -> float:
+        latency, bytes_per_s = self.links[(src, dst)]
+        return latency + nbytes / bytes_per_s
+
+    def ring_round_s(self, ring: tuple[str, ...], nbytes: float) -> float:
+        """One round of a ring collective: every device sends nbytes to the next, all at once."""
+        return max(self.transfer_s(ring[i], ring[(i + 1) % len(ring)], nbytes) for i in range(len(ring)))
+
+    def allreduce_s(self, ring: tuple[str, ...], nbytes: float) -> float:
+        n = len(ring)
+        return 2 * (n - 1) * self.ring_round_s(ring, nbytes / n)
+
+    def allgather_s(self, ring: tuple[str, ...], chunk_bytes: float) -> float:
+        return (len(ring) - 1) * self.ring_round_s(ring, chunk_bytes)
+
+    # --- prediction -----------------------------------------------------------------------------------
+    def predict(self, plan: Plan) -> Prediction:
+        cached = self._cache.get(plan)
+        if cached is None:
+            cached = self._cache[plan] = self._predict(plan)
+        return cached
+
+    def _fwd_bwd(self, device: str, rows: float, seq: int, layers: int, embed: bool, head: bool) -> float:
+        model = self.devices[device]
+        total = layers * sum(model.time("block", rows, seq))
+        if embed:
+            total += sum(model.time("embeddings", rows, seq))
+        if head:
+            total += sum(model.time("head", rows, seq))
+        return total
+
+    def _predict(self, plan: Plan) -> Prediction:
+        cfg, devices, n = self.cfg, plan.devices, plan.degree
+        problems = tuple(plan_problems(plan, self.scenario))
+        b, t, d, layers = cfg.batch_size, cfg.seq_len, cfg.d_model, cfg.layers
+        grad_bytes = self.params["total"] * FLOAT_BYTES
+        compute = {dev: 0.0 for dev in devices}
+        sent = {dev: 0.0 for dev in devices}
+        recv = {dev: 0.0 for dev in devices}
+        optimizer = {dev: self.devices[dev].optimizer_s_per_param * self.params["total"] for dev in devices}
+        if plan.kind == "local":
+            compute[devices[0]] = self._fwd_bwd(devices[0], b, t, layers, True, True)
+            step = compute[devices[0]] + optimizer[devices[0]]
+        elif plan.kind == "dp":
+            for dev, rows in zip(devices, split_evenly(b, n)):
+                compute[dev] = self._fwd_bwd(dev, len(rows), t, layers, True, True)
+            comm = self.allreduce_s(devices, grad_bytes)
+            for dev in devices:
+                sent[dev] = recv[dev] = 2 * (n - 1) / n * grad_bytes
+            step = max(compute.values()) + comm + max(optimizer.values())
+        elif plan.kind == "pp":
+            micro = pipeline_microbatches(cfg, n) or n
+            rows = b / micro
+            act_bytes = rows * t * d * FLOAT_BYTES
+            stage_time = []
+            for s, (dev, owned) in enumerate(zip(devices, stage_layer_ranges(layers, n))):
+                per_micro = self._fwd_bwd(dev, rows, t, len(owned), s == 0, s == n - 1)
+                optimizer[dev] = self.devices[dev].optimizer_s_per_param * (
+                    len(owned) * self.params["block"] + (self.params["embeddings"] if s == 0 else 0)
+                    + (self.params["head"] if s == n - 1 else 0))
+                comm = 0.0
+                if s < n - 1:  # activations forward, their gradients come back
+                    comm += self.transfer_s(dev, devices[s + 1], act_bytes) + self.transfer_s(devices[s + 1], dev, act_bytes)
+                    sent[dev] += micro * act_bytes
+                    recv[dev] += micro * act_bytes
+                    sent[devices[s + 1]] += micro * act_bytes
+                    recv[devices[s + 1]] += micro * act_bytes
+                compute[dev] = micro * per_micro
+                stage_time.append((per_micro, comm))
+            first = sum(p + c for p, c in stage_time)
+            steady = max(p + c for p, c in stage_time)
+            step = first + (micro - 1) * steady + max(optimizer.values())
+        elif plan.kind == "tp":
+            act_bytes = b * t * d * FLOAT_BYTES
+            for dev in devices:
+                model = self.devices[dev]
+                block = sum(model.time("block", b, t)) / n
+                compute[dev] = layers * block + sum(model.time("embeddings", b, t)) + sum(model.time("head", b, t))
+                sent[dev] = recv[dev] = 4 * layers * 2 * (n - 1) / n * act_bytes
+                optimizer[dev] = model.optimizer_s_per_param * (self.params["total"] - layers * self.params["block"] * (1 - 1 / n))
+            comm = 4 * layers * self.allreduce_s(devices, act_bytes)
+            step = max(compute.values()) + comm + max(optimizer.values())
+        else:  # sp
+            chunk = t // n
+            kv_chunk_bytes = b * chunk * d * FLOAT_BYTES
+            for dev in devices:
+                compute[dev] = self._fwd_bwd(dev, b, chunk, layers, True, True)
+                gathers = 2 * 2 * layers * (n - 1) * kv_chunk_bytes  # k and v, forward and backward
+                sent[dev] = recv[dev] = gathers + 2 * (n - 1) / n * grad_bytes
+            comm = 2 * 2 * layers * self.allgather_s(devices, kv_chunk_bytes) + self.allreduce_s(devices, grad_bytes)
+            step = max(compute.values()) + comm + max(optimizer.values())
+        energy = {}
+        for dev in devices:
+            model, power = self.devices[dev], get_profile(self.scenario.device(dev).profile)
+            busy_cpu = (compute[dev] + optimizer[dev]) * model.cpu_per_compute_s
+            idle_cpu = max(step - compute[dev] - optimizer[dev], 0.0) * model.idle_cpu_per_s
+            energy[dev] = profile_energy_j(
+                idle_w=power.idle_power_w.value, active_w=power.active_power_w.value,
+                tx_j_per_byte=power.radio_tx_j_per_byte.value, rx_j_per_byte=power.radio_rx_j_per_byte.value,
+                cores=model.cores, wall_s=step, cpu_s=busy_cpu + idle_cpu, bytes_sent=sent[dev], bytes_recv=recv[dev])
+        memory = self._memory(plan)
+        fits = not problems
+        return Prediction(str(plan), step, energy, {k: int(v) for k, v in sent.items()},
+                          {k: int(v) for k, v in recv.items()}, memory, fits, problems)
+
+    def _memory(self, plan: Plan) -> dict[str, float]:
+        """Measured activation bytes per row of each part, plus 16 bytes per parameter held."""
+        cfg, n = self.cfg, plan.degree
+        out = {}
+        for i, dev in enumerate(plan.devices):
+            acts = self.devices[dev].activation_bytes_per_row
+            if plan.kind == "pp":
+                owned = stage_layer_ranges(cfg.layers, n)[i]
+                micro = pipeline_microbatches(cfg, n) or n
+                rows = min(n - i, micro) * cfg.batch_size / micro
+                act = rows * (len(owned) * acts["block"] + (acts["embeddings"] if i == 0 else 0)
+                              + (acts["head"] if i == n - 1 else 0))
+                params = (len(owned) * self.params["block"] + (self.params["embeddings"] if i == 0 else 0)
+                          + (self.params["head"] if i == n - 1 else 0))
+            else:
+                rows = {"local": cfg.batch_size, "dp": -(-cfg.batch_size // n), "tp": cfg.batch_size / n,
+                        "sp": cfg.batch_size / n}[plan.kind]
+                act = rows * (cfg.layers * acts["block"] + acts["embeddings"] + acts["head"])
+                params = self.params["total"]
+            out[dev] = PROCESS_BASELINE_MB + (params * 16 + act) / 2 ** 20
+        return out
+
+
+def load_profile(path: str) -> dict:
+    try:
+        profile = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UserError(f"profile {path}: cannot be read ({exc.strerror})") from None
+    except json.JSONDecodeError:
+        raise UserError(f"profile {path}: not JSON") from None
+    if not isinstance(profile, dict) or profile.get("format") != PROFILE_FORMAT:
+        raise UserError(f"profile {path}: not an edgetrain profile of format {PROFILE_FORMAT} "
+                        "(run `edgetrain profile` to make one)")
+    return profile
+
+
+def fits_memory(prediction: Prediction, scenario: Scenario) -> bool:
+    return all(mb <= device_memory_mb(scenario, dev) for dev, mb in prediction.memory_mb.items())
