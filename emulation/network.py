@@ -30,6 +30,7 @@ from mininet.topo import Topo  # noqa: E402
 from edgetrain.config import Scenario  # noqa: E402
 PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
+CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 
 
 def netem_available(prefix: str) -> bool:
@@ -81,7 +82,6 @@ class EdgeNetwork:
         self.hosts: dict[str, DeviceHost] = {}
         self.delay_emulated = False
         self.coordinator_ip = ""
-        self._memory_cgroups: list[str] = []
 
     @property
     def wants_delay(self) -> bool:
@@ -136,7 +136,6 @@ class EdgeNetwork:
         group = MEMORY_CGROUPS / host.name
         group.mkdir(exist_ok=True)
         (group / "memory.limit_in_bytes").write_text(str(memory_mb * 2 ** 20))
-        self._memory_cgroups.append(host.name)
         (group / "cgroup.procs").write_text(str(host.pid))  # the host's shell; its children inherit
 
     def node(self, device: str):
@@ -165,9 +164,11 @@ class EdgeNetwork:
             try:
                 net.stop()
             finally:
-                for name in self._memory_cgroups:
-                    _remove_cgroup(MEMORY_CGROUPS / name)
-                self._memory_cgroups = []
+                # Mininet deletes `cpu,cpuacct,cpuset:/host` in one go, which leaves the cpuacct and cpuset
+                # groups behind when those controllers are mounted apart (as here): remove each one.
+                for info in self.hosts.values():
+                    for controller in CGROUP_CONTROLLERS:
+                        _remove_cgroup(Path("/sys/fs/cgroup") / controller / info.host_name)
 
     def __enter__(self) -> "EdgeNetwork":
         return self.start()
@@ -195,7 +196,7 @@ def cleanup_leftovers() -> list[str]:
         if PREFIX_PATTERN.match(intf):
             subprocess.run(["ip", "link", "del", intf], capture_output=True)
             removed.append(f"interface {intf}")
-    for controller in ("cpu", "cpuacct", "cpuset", "memory"):
+    for controller in CGROUP_CONTROLLERS:
         root = Path("/sys/fs/cgroup") / controller
         if root.is_dir():
             for group in sorted(root.iterdir()):

@@ -99,7 +99,8 @@ class Worker:
         with self._lock:
             self._forwarders.append(forwarder)
         forwarder.start()
-        threading.Thread(target=self.warm_up, daemon=True).start()
+        # The next spare is made once this shard is done: importing torch beside a running shard would
+        # steal the device's CPU (all of it counts against an emulated device's quota).
 
     def _forward(self, rank: int, process: subprocess.Popen, channel: Channel) -> None:
         try:
@@ -110,6 +111,9 @@ class Worker:
             channel.send({"type": "exit", "rank": rank, "code": process.wait()})
         except OSError:
             process.kill()  # the coordinator is gone: a shard nobody listens to must not keep running
+        finally:
+            if not self._stopping.is_set():
+                self.warm_up()
 
     def stop_shards(self) -> None:
         """Kill every shard and wait until their exits have been sent: a coordinator that reads

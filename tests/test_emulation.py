@@ -51,7 +51,8 @@ def assert_close(losses, reference):
 
 def _own_leftovers(prefix: str) -> list[str]:
     found = [i for i in os.listdir("/sys/class/net") if i.startswith(prefix)]
-    found += [g for g in os.listdir("/sys/fs/cgroup/cpu") if g.startswith(prefix)]
+    for controller in ("cpu", "cpuacct", "cpuset", "memory"):
+        found += [f"{controller}:{g}" for g in os.listdir(f"/sys/fs/cgroup/{controller}") if g.startswith(prefix)]
     return found
 
 

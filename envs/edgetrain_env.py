@@ -1,0 +1,336 @@
+"""EdgeTrain-v0: choose, again and again, which devices train and with which parallelism."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from edgetrain.availability import sample_trace
+from edgetrain.config import Scenario
+from edgetrain.plans import PLAN_KINDS, Plan
+from edgetrain.profiles import get_profile
+from envs.costmodel import CostModel
+from runtime.feasibility import device_memory_mb, plan_problems
+
+MAX_DEVICES = 8
+DEVICE_FEATURES = 10
+# What the runtime needs to notice a vanished device (missed heartbeats, runtime/remote.py).
+DETECTION_S = 5.0
+# Fallback order when the chosen kind cannot run on the chosen devices (as runtime/recovery.py).
+FALLBACK_KINDS = ("dp", "pp", "sp", "tp")
+
+
+class EdgeTrainEnv(gym.Env):
+    """
+    ## Description
+    One episode is one training job on a scenario's fleet of edge devices: it ends when the scenario's
+    `target_samples` have been trained. At every decision the agent picks a plan (a parallelism kind and
+    the devices that take part); the plan then trains for `decision_steps` steps. Devices come and go
+    along availability traces sampled from the scenario, and batteries drain.
+
+    ## Action Space
+    `MultiDiscrete([5] + [2] * 8)`: the plan kind (0 local, 1 dp, 2 pp, 3 tp, 4 sp) and, per device slot,
+    whether that device takes part. Slots beyond the fleet are padding. `action_masks()` (for
+    MaskablePPO) allows no unavailable or absent device and no kind that no subset of the available
+    devices can run (the runtime's divisibility and memory checks). A combination that still cannot
+    run is resolved to the closest plan that can: another kind on the same devices, then fewer devices
+    (the slowest dropped first); with no device chosen, the fastest available device alone.
+
+    ## Observation Space
+    `Box(0, 1, (8 * 10 + 7,))`, all features normalised to [0, 1]:
+
+    | index | feature |
+    |---|---|
+    | 10*i + 0 | slot i holds a device |
+    | 10*i + 1 | device i is available now |
+    | 10*i + 2 | how long it has been in its current state, min(1, s / 1800), for available devices |
+    | 10*i + 3 | its speed: fastest device's one-device step time / its own |
+    | 10*i + 4 | link bandwidth / 100 Mbit/s (clipped) |
+    | 10*i + 5 | memory / 8 GiB (clipped) |
+    | 10*i + 6 | idle power / 30 W (clipped) |
+    | 10*i + 7 | active power / 30 W (clipped) |
+    | 10*i + 8 | battery charge (1 for mains power) |
+    | 10*i + 9 | device i is in the current plan |
+    | 80 | job progress: samples trained / target |
+    | 81..85 | current plan kind, one-hot (all 0 before the first plan) |
+    | 86 | the last interval failed |
+
+    ## Rewards
+    The negative Zeus energy-time cost of the interval, `eta * energy + (1 - eta) * max_power * time`,
+    divided by the samples an interval is meant to train (`decision_steps * batch_size`): per sample when
+    nothing goes wrong. It includes the cost of switching plans (restarting the shards) and of failures
+    (work lost since the last checkpoint, detection and recovery time). `max_power` is the sum of the
+    fleet's active power. `info` carries the raw energy, time, samples, plan and failures.
+
+    ## Episode End
+    Terminates when `target_samples` are trained; truncated by `max_episode_steps` (registration).
+
+    ## Arguments
+    - `scenario`: a Scenario, or a scenario file / built-in name.
+    - `profile`: a profile dict or file from `edgetrain profile` (calibrates the simulator).
+    - `backend`: "sim" (cost model + noise + sampled availability).
+    - `decision_steps`: training steps per decision (default 10).
+    - `noise`: relative standard deviation of the simulated time and energy (default 0.05).
+    - `switch_s`: seconds to restart shards on a new plan (default 2.0).
+    - `checkpoint_every`: steps between checkpoints (default 5, as `edgetrain run`).
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, scenario=None, profile=None, backend: str = "sim", decision_steps: int = 10,
+                 noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5):
+        from edgetrain.scenario import load_scenario
+        from envs.costmodel import load_profile
+        if backend != "sim":
+            raise ValueError(f"backend {backend!r} is not available in this environment class; use 'sim'")
+        self.scenario: Scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if len(self.scenario.devices) > MAX_DEVICES:
+            raise ValueError(f"EdgeTrain-v0 serves fleets of up to {MAX_DEVICES} devices")
+        self.profile = profile if isinstance(profile, dict) else load_profile(profile or default_profile_path(self.scenario))
+        self.cost = CostModel(self.profile, self.scenario)
+        self.names = self.scenario.device_names
+        self.n = len(self.names)
+        self.decision_steps = decision_steps
+        self.noise = noise
+        self.switch_s = switch_s
+        self.checkpoint_every = checkpoint_every
+        self.batch = self.scenario.model.batch_size
+        self.target = self.scenario.objective.target_samples
+        self.eta = self.scenario.objective.eta
+        self.powers = [get_profile(d.profile) for d in self.scenario.devices]
+        self.max_power = sum(p.active_power_w.value for p in self.powers)
+        self.interval_samples = decision_steps * self.batch
+        self.action_space = spaces.MultiDiscrete([len(PLAN_KINDS)] + [2] * MAX_DEVICES)
+        self.observation_space = spaces.Box(0.0, 1.0, (MAX_DEVICES * DEVICE_FEATURES + 7,), dtype=np.float32)
+        local_times = [self.cost.predict(Plan("local", (name,))).step_time_s for name in self.names]
+        self.speed_order = sorted(range(self.n), key=lambda i: local_times[i])  # fastest first
+        self._static = np.zeros((MAX_DEVICES, DEVICE_FEATURES), dtype=np.float32)
+        for i, device in enumerate(self.scenario.devices):
+            self._static[i, 0] = 1.0
+            self._static[i, 3] = min(local_times) / local_times[i]
+            self._static[i, 4] = min(device.bandwidth_mbps / 100.0, 1.0)
+            self._static[i, 5] = min(device_memory_mb(self.scenario, device.name) / 8192.0, 1.0)
+            self._static[i, 6] = min(self.powers[i].idle_power_w.value / 30.0, 1.0)
+            self._static[i, 7] = min(self.powers[i].active_power_w.value / 30.0, 1.0)
+        self._resolved: dict[tuple[int, int], Optional[tuple]] = {}
+        self._kind_masks: dict[int, np.ndarray] = {}
+        self._battery_j = [d.battery_wh * 3600 if d.battery_wh else None for d in self.scenario.devices]
+        self._horizon_s = 0.0
+
+    # --- availability ----------------------------------------------------------------------------------
+    def _sample_traces(self, horizon_s: float) -> None:
+        base = self.scenario.source
+        from pathlib import Path
+        base_dir = Path(base).parent if base else Path(".")
+        self._horizon_s = horizon_s
+        self._changes = []  # per device: sorted times at which its state flips, and its state at 0
+        self._state0 = []
+        for device in self.scenario.devices:
+            intervals = sample_trace(device.availability, horizon_s, self.np_random, base_dir)
+            times, online0 = [], bool(intervals) and intervals[0][0] <= 0.0
+            for start, end in intervals:
+                if start > 0.0:
+                    times.append(start)
+                if end < horizon_s:
+                    times.append(end)
+            self._changes.append(times)
+            self._state0.append(online0)
+
+    def _online(self, i: int, t: float) -> bool:
+        flips = self._changes[i]
+        count = 0
+        for time_ in flips:  # traces are short per episode: a linear scan beats bisect's overhead here
+            if time_ > t:
+                break
+            count += 1
+        return self._state0[i] ^ (count % 2 == 1) and not self._flat[i]
+
+    def _next_offline(self, i: int, t: float) -> float:
+        """When device i next goes offline after t (inf if never within the horizon)."""
+        online = self._state0[i]
+        for time_ in self._changes[i]:
+            if time_ > t and online:
+                return time_
+            online = not online
+        return math.inf
+
+    def _last_change(self, i: int, t: float) -> float:
+        last = 0.0
+        for time_ in self._changes[i]:
+            if time_ > t:
+                break
+            last = time_
+        return last
+
+    # --- Gymnasium API -----------------------------------------------------------------------------------
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        super().reset(seed=seed)
+        expected = self.target / self.batch * max(p.step_time_s for p in
+                                                  (self.cost.predict(Plan("local", (n,))) for n in self.names))
+        self._flat = [False] * self.n
+        self._sample_traces(max(4 * expected, 3600.0))
+        self.t = 0.0
+        self.samples = 0
+        self.plan: Optional[tuple] = None
+        self.failed = False
+        self.battery = [1.0 if b is None else d.battery_initial_pct / 100.0
+                        for b, d in zip(self._battery_j, self.scenario.devices)]
+        self._skip_until_available()
+        return self._observation(), {}
+
+    def _available_mask(self) -> int:
+        mask = 0
+        for i in range(self.n):
+            if self._online(i, self.t):
+                mask |= 1 << i
+        return mask
+
+    def _skip_until_available(self) -> float:
+        """No device at all: time passes until one returns. Returns the seconds waited."""
+        waited = 0.0
+        while self._available_mask() == 0:
+            upcoming = [time_ for i in range(self.n) for time_ in self._changes[i] if time_ > self.t and not self._flat[i]]
+            if not upcoming:
+                break
+            step = min(upcoming) + 1e-6 - self.t
+            self.t += step
+            waited += step
+        return waited
+
+    def action_masks(self) -> np.ndarray:
+        available = self._available_mask()
+        kinds = self._kind_masks.get(available)
+        if kinds is None:
+            kinds = self._kind_masks[available] = self._feasible_kinds(available)
+        mask = np.zeros(len(PLAN_KINDS) + 2 * MAX_DEVICES, dtype=bool)
+        mask[: len(PLAN_KINDS)] = kinds
+        for slot in range(MAX_DEVICES):
+            mask[len(PLAN_KINDS) + 2 * slot] = True
+            mask[len(PLAN_KINDS) + 2 * slot + 1] = bool(available >> slot & 1)
+        return mask
+
+    def _feasible_kinds(self, available: int) -> np.ndarray:
+        devices = [i for i in range(self.n) if available >> i & 1]
+        kinds = np.zeros(len(PLAN_KINDS), dtype=bool)
+        from itertools import combinations
+        for k, kind in enumerate(PLAN_KINDS):
+            sizes = [1] if kind == "local" else range(2, len(devices) + 1)
+            kinds[k] = any(not plan_problems(Plan(kind, tuple(self.names[i] for i in group)), self.scenario)
+                           for size in sizes for group in combinations(devices, size))
+        if not kinds.any():
+            kinds[0] = True
+        return kinds
+
+    def resolve(self, kind_index: int, selected: int) -> Optional[tuple]:
+        """The plan an action stands for, as (kind, device indices), or None without devices."""
+        key = (kind_index, selected)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve(PLAN_KINDS[kind_index], selected)
+        return self._resolved[key]
+
+    def _resolve(self, kind: str, selected: int) -> Optional[tuple]:
+        chosen = [i for i in range(self.n) if selected >> i & 1]
+        if not chosen:
+            return None
+        if kind == "local" or len(chosen) == 1:
+            return ("local", (min(chosen, key=self.speed_order.index),))
+        chosen_by_speed = sorted(chosen, key=self.speed_order.index)
+        while len(chosen_by_speed) > 1:
+            group = tuple(sorted(chosen_by_speed))
+            for candidate in [kind] + [k for k in FALLBACK_KINDS if k != kind]:
+                if not plan_problems(Plan(candidate, tuple(self.names[i] for i in group)), self.scenario):
+                    return (candidate, group)
+            chosen_by_speed.pop()  # drop the slowest
+        return ("local", (chosen_by_speed[0],))
+
+    def step(self, action):
+        kind_index = int(action[0])
+        available = self._available_mask()
+        selected = 0
+        for slot in range(self.n):
+            if action[1 + slot] and available >> slot & 1:
+                selected |= 1 << slot
+        if selected == 0:
+            selected = 1 << next(i for i in self.speed_order if available >> i & 1)
+        plan = self.resolve(kind_index, selected)
+        prediction = self.cost.predict(Plan(plan[0], tuple(self.names[i] for i in plan[1])))
+        members = plan[1]
+        noise_t = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
+        noise_e = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
+        step_time = prediction.step_time_s * noise_t
+        switch = self.switch_s if plan != self.plan else 0.0
+        duration = switch + self.decision_steps * step_time
+        start = self.t
+        failure_at = min((self._next_offline(i, start) for i in members), default=math.inf)
+        failed = failure_at < start + duration
+        if failed:
+            trained_time = max(failure_at - start - switch, 0.0)
+            done_steps = min(int(trained_time / step_time), self.decision_steps)
+            kept_steps = done_steps // self.checkpoint_every * self.checkpoint_every
+            duration = (failure_at - start) + DETECTION_S
+            compute_steps = trained_time / step_time
+        else:
+            done_steps = kept_steps = self.decision_steps
+            compute_steps = self.decision_steps
+        per_step_energy = [prediction.energy_j[self.names[i]] * noise_e for i in members]
+        energy = sum(per_step_energy) * compute_steps
+        # Devices of the plan idle through the switch and the failure handling.
+        idle = duration - compute_steps * step_time
+        energy += idle * sum(self.powers[i].idle_power_w.value for i in members)
+        self._drain(members, per_step_energy, compute_steps, idle)
+        self.t = start + duration
+        samples = kept_steps * self.batch
+        self.samples += samples
+        self.plan = plan if not failed else None
+        self.failed = failed
+        waited = self._skip_until_available()
+        time_s = duration + waited
+        cost = self.eta * energy + (1 - self.eta) * self.max_power * time_s
+        reward = -cost / self.interval_samples
+        terminated = self.samples >= self.target
+        info = {"energy_j": energy, "time_s": time_s, "samples": samples, "plan": str(prediction.plan),
+                "failures": int(failed), "lost_steps": done_steps - kept_steps, "switched": switch > 0,
+                "zeus_cost": cost}
+        return self._observation(), float(reward), terminated, False, info
+
+    def _drain(self, members, per_step_energy, compute_steps, idle) -> None:
+        for index, i in enumerate(members):
+            capacity = self._battery_j[i]
+            if capacity is None:
+                continue
+            spent = per_step_energy[index] * compute_steps + idle * self.powers[i].idle_power_w.value
+            self.battery[i] = max(0.0, self.battery[i] - spent / capacity)
+            if self.battery[i] < 0.10:
+                self._flat[i] = True  # below 10% the device leaves for good (as on the testbed)
+
+    def _observation(self) -> np.ndarray:
+        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        features = obs[: MAX_DEVICES * DEVICE_FEATURES].reshape(MAX_DEVICES, DEVICE_FEATURES)
+        features[:] = self._static
+        members = set(self.plan[1]) if self.plan else ()
+        for i in range(self.n):
+            online = self._online(i, self.t)
+            features[i, 1] = online
+            if online:
+                features[i, 2] = min((self.t - self._last_change(i, self.t)) / 1800.0, 1.0)
+            features[i, 8] = self.battery[i]
+            features[i, 9] = i in members
+        base = MAX_DEVICES * DEVICE_FEATURES
+        obs[base] = min(self.samples / self.target, 1.0)
+        if self.plan:
+            obs[base + 1 + PLAN_KINDS.index(self.plan[0])] = 1.0
+        obs[base + 6] = self.failed
+        return obs
+
+
+def default_profile_path(scenario: Scenario) -> str:
+    """Profiles measured on this machine ship next to the built-in scenarios."""
+    from edgetrain.scenario import BUILTIN_DIR
+    return str(BUILTIN_DIR / "profiles" / f"{scenario.name}.json")
