@@ -119,7 +119,7 @@ class EdgeTrainEnv(gym.Env):
             self._static[i, 5] = min(device_memory_mb(self.scenario, device.name) / 8192.0, 1.0)
             self._static[i, 6] = min(self.powers[i].idle_power_w.value / 30.0, 1.0)
             self._static[i, 7] = min(self.powers[i].active_power_w.value / 30.0, 1.0)
-        self._resolved: dict[tuple[int, int], Optional[tuple]] = {}
+        self._resolved: dict[tuple[int, int], tuple] = {}
         self._kind_masks: dict[int, np.ndarray] = {}
         self._battery_j = [d.battery_wh * 3600 if d.battery_wh else None for d in self.scenario.devices]
         self._horizon_s = 0.0
@@ -230,10 +230,19 @@ class EdgeTrainEnv(gym.Env):
 
     def resolve(self, kind_index: int, selected: int) -> Optional[tuple]:
         """The plan an action stands for, as (kind, device indices), or None without devices."""
+        return self._resolved_plan(kind_index, selected)[0]
+
+    def _resolved_plan(self, kind_index: int, selected: int):
+        """(plan, its prediction, its members' idle watts), cached: the hot path of `step`."""
         key = (kind_index, selected)
-        if key not in self._resolved:
-            self._resolved[key] = self._resolve(PLAN_KINDS[kind_index], selected)
-        return self._resolved[key]
+        entry = self._resolved.get(key)
+        if entry is None:
+            plan = self._resolve(PLAN_KINDS[kind_index], selected)
+            prediction = self.cost.predict(Plan(plan[0], tuple(self.names[i] for i in plan[1])))
+            energies = [prediction.energy_j[self.names[i]] for i in plan[1]]
+            idle_w = sum(self.powers[i].idle_power_w.value for i in plan[1])
+            entry = self._resolved[key] = (plan, prediction, energies, idle_w)
+        return entry
 
     def _resolve(self, kind: str, selected: int) -> Optional[tuple]:
         chosen = [i for i in range(self.n) if selected >> i & 1]
@@ -259,8 +268,7 @@ class EdgeTrainEnv(gym.Env):
                 selected |= 1 << slot
         if selected == 0:
             selected = 1 << next(i for i in self.speed_order if available >> i & 1)
-        plan = self.resolve(kind_index, selected)
-        prediction = self.cost.predict(Plan(plan[0], tuple(self.names[i] for i in plan[1])))
+        plan, prediction, step_energies, idle_w = self._resolved_plan(kind_index, selected)
         members = plan[1]
         noise_t = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
         noise_e = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
@@ -279,11 +287,11 @@ class EdgeTrainEnv(gym.Env):
         else:
             done_steps = kept_steps = self.decision_steps
             compute_steps = self.decision_steps
-        per_step_energy = [prediction.energy_j[self.names[i]] * noise_e for i in members]
+        per_step_energy = [e * noise_e for e in step_energies]
         energy = sum(per_step_energy) * compute_steps
         # Devices of the plan idle through the switch and the failure handling.
         idle = duration - compute_steps * step_time
-        energy += idle * sum(self.powers[i].idle_power_w.value for i in members)
+        energy += idle * idle_w
         self._drain(members, per_step_energy, compute_steps, idle)
         self.t = start + duration
         samples = kept_steps * self.batch
