@@ -72,7 +72,10 @@ class EdgeTrainEnv(gym.Env):
     ## Arguments
     - `scenario`: a Scenario, or a scenario file / built-in name.
     - `profile`: a profile dict or file from `edgetrain profile` (calibrates the simulator).
-    - `backend`: "sim" (cost model + noise + sampled availability).
+    - `backend`: "sim" (cost model + noise + sampled availability) or "mininet" (the live emulated
+      testbed: each step trains for real; availability follows the testbed's traces; the network and
+      workers stay up across episodes and come down on `close()`; needs root).
+    - `time_scale`: mininet: scenario seconds per real second for availability.
     - `decision_steps`: training steps per decision (default 10).
     - `noise`: relative standard deviation of the simulated time and energy (default 0.05).
     - `switch_s`: seconds to restart shards on a new plan (default 2.0).
@@ -85,11 +88,14 @@ class EdgeTrainEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario=None, profile=None, backend: str = "sim", decision_steps: int = 10,
-                 noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5):
+                 noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5, time_scale: float = 1.0):
         from edgetrain.scenario import load_scenario
         from envs.costmodel import load_profile
-        if backend != "sim":
-            raise ValueError(f"backend {backend!r} is not available in this environment class; use 'sim'")
+        if backend not in ("sim", "mininet"):
+            raise ValueError(f"unknown backend {backend!r} (sim or mininet)")
+        self.backend = backend
+        self.time_scale = time_scale
+        self.live = None
         self.scenario: Scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if len(self.scenario.devices) > MAX_DEVICES:
             raise ValueError(f"EdgeTrain-v0 serves fleets of up to {MAX_DEVICES} devices")
@@ -172,6 +178,8 @@ class EdgeTrainEnv(gym.Env):
     # --- Gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
+        if self.backend == "mininet":
+            return self._reset_live()
         expected = self.target / self.batch * max(p.step_time_s for p in
                                                   (self.cost.predict(Plan("local", (n,))) for n in self.names))
         self._flat = [False] * self.n
@@ -186,6 +194,8 @@ class EdgeTrainEnv(gym.Env):
         return self._observation(), {}
 
     def _available_mask(self) -> int:
+        if self.live is not None:
+            return sum(1 << i for i, up in enumerate(self.live.available()) if up)
         mask = 0
         for i in range(self.n):
             if self._online(i, self.t):
@@ -259,15 +269,20 @@ class EdgeTrainEnv(gym.Env):
             chosen_by_speed.pop()  # drop the slowest
         return ("local", (chosen_by_speed[0],))
 
-    def step(self, action):
-        kind_index = int(action[0])
-        available = self._available_mask()
+    def _selected(self, action, available: int) -> int:
         selected = 0
         for slot in range(self.n):
             if action[1 + slot] and available >> slot & 1:
                 selected |= 1 << slot
-        if selected == 0:
+        if selected == 0 and available:
             selected = 1 << next(i for i in self.speed_order if available >> i & 1)
+        return selected
+
+    def step(self, action):
+        if self.live is not None:
+            return self._step_live(action)
+        kind_index = int(action[0])
+        selected = self._selected(action, self._available_mask())
         plan, prediction, step_energies, idle_w = self._resolved_plan(kind_index, selected)
         members = plan[1]
         noise_t = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
@@ -318,16 +333,68 @@ class EdgeTrainEnv(gym.Env):
             if self.battery[i] < 0.10:
                 self._flat[i] = True  # below 10% the device leaves for good (as on the testbed)
 
+    # --- live backend ----------------------------------------------------------------------------------
+    def _reset_live(self):
+        from envs.live import LiveTestbed
+        if self.live is None:
+            self.live = LiveTestbed(self.scenario, seed=int(self.np_random.integers(2 ** 31)),
+                                    time_scale=self.time_scale)
+        self.live.new_episode()
+        self.t = 0.0
+        self.samples = 0
+        self.plan = None
+        self.failed = False
+        self._flat = [False] * self.n
+        self._live_state = list(self.live.available())
+        self._live_since = [0.0] * self.n
+        self.battery = self.live.battery()
+        return self._observation(), {}
+
+    def _step_live(self, action):
+        available = self._available_mask()
+        if available == 0:
+            raise RuntimeError("no device of the testbed is available")
+        plan, _, _, _ = self._resolved_plan(int(action[0]), self._selected(action, available))
+        run = self.live.train(Plan(plan[0], tuple(self.names[i] for i in plan[1])), self.decision_steps)
+        total = run["total"]
+        energy, time_s = total["energy_j"], total["wall_s"]  # wall: startup, switch and recovery included
+        samples = len(run["steps"]) * self.batch
+        failures = len(run["recoveries"])
+        self.t += time_s
+        self.samples += samples
+        self.plan = plan if not failures else None
+        self.failed = failures > 0
+        self.battery = self.live.battery()
+        cost = self.eta * energy + (1 - self.eta) * self.max_power * time_s
+        info = {"energy_j": energy, "time_s": time_s, "samples": samples, "plan": run["plans"][-1]["plan"],
+                "failures": failures, "lost_steps": len(run["lost_steps"]), "switched": True, "zeus_cost": cost,
+                "measured": True, "steps": [run["steps"][0]["step"], run["steps"][-1]["step"]]}
+        return self._observation(), float(-cost / self.interval_samples), self.samples >= self.target, False, info
+
+    def close(self):
+        if self.live is not None:
+            self.live.close()
+            self.live = None
+        super().close()
+
     def _observation(self) -> np.ndarray:
         obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         features = obs[: MAX_DEVICES * DEVICE_FEATURES].reshape(MAX_DEVICES, DEVICE_FEATURES)
         features[:] = self._static
         members = set(self.plan[1]) if self.plan else ()
+        live_up = self.live.available() if self.live is not None else None
         for i in range(self.n):
-            online = self._online(i, self.t)
+            if live_up is not None:
+                online = live_up[i]
+                if online != self._live_state[i]:  # as seen at decisions: the testbed reports no history
+                    self._live_state[i], self._live_since[i] = online, self.t
+                if online:
+                    features[i, 2] = min((self.t - self._live_since[i]) / 1800.0, 1.0)
+            else:
+                online = self._online(i, self.t)
+                if online:
+                    features[i, 2] = min((self.t - self._last_change(i, self.t)) / 1800.0, 1.0)
             features[i, 1] = online
-            if online:
-                features[i, 2] = min((self.t - self._last_change(i, self.t)) / 1800.0, 1.0)
             features[i, 8] = self.battery[i]
             features[i, 9] = i in members
         base = MAX_DEVICES * DEVICE_FEATURES

@@ -159,3 +159,36 @@ def test_a_battery_device_drains_and_goes_offline_below_ten_percent(tmp_path):
         reported = json.loads(Path(tmp_path / "tb" / "battery-c.json").read_text())["percent"]
         assert reported == pytest.approx(testbed.battery_pct["c"])
         assert testbed.online["a"] and testbed.online["b"]
+
+
+def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
+    """check_env's checks on the mininet backend, except step determinism: a live testbed's measured
+    time and energy differ from run to run (the sim backend passes all of check_env)."""
+    import numpy as np
+    from gymnasium.utils import env_checker
+
+    from envs.edgetrain_env import EdgeTrainEnv
+    from runtime.launcher import LocalLauncher
+    from runtime.profile_job import profile_devices
+    from edgetrain.scenario import load_scenario
+    profile = profile_devices(load_scenario(TINY), LocalLauncher(), tmp_path / "profile", backend="local")
+    env = EdgeTrainEnv(scenario=TINY, profile=profile, backend="mininet", decision_steps=3)
+    try:
+        env_checker.check_reset_return_type(env)
+        env_checker.check_reset_seed_determinism(env)
+        env_checker.check_reset_options(env)
+        env_checker.check_reset_return_info_deprecation(env)
+        env_checker.env_reset_passive_checker(env)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        obs, reward, terminated, truncated, info = env.step(np.array([2, 1, 1, 1, 0, 0, 0, 0, 0]))  # pp:a,b,c
+        assert env.observation_space.contains(obs)
+        assert info["measured"] and info["plan"] == "pp:a,b,c" and info["samples"] == 3 * 10
+        assert info["energy_j"] > 0 and reward < 0
+        obs, reward, terminated, truncated, info = env.step(np.array([1, 1, 1, 0, 0, 0, 0, 0, 0]))  # dp:a,b
+        assert info["plan"] == "dp:a,b" and env.samples == 60
+        assert info["steps"] == [4, 6]  # the job went on from the pp plan's checkpoint
+        prefix = env.live.backend.testbed.network.prefix
+    finally:
+        env.close()
+    assert _own_leftovers(prefix) == []
