@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="steps per plan (the first is not measured)")
     parser.add_argument("--max-devices", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    parser.add_argument("--save-profile", default=None, help="write the profile the predictions came from here")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     rows = []
@@ -67,6 +68,8 @@ def main() -> None:
                 f"energy {predicted.total_energy_j:.2f} vs {measured_energy:.2f} J")
     report = {"scenario": scenario.name, "target_mape": TARGET_MAPE, "steps_per_plan": args.steps,
               "plans": rows, "per_kind": {}}
+    if args.save_profile:
+        Path(args.save_profile).write_text(json.dumps(profile, indent=2))
     for kind in sorted({r["kind"] for r in rows}):
         mine = [r for r in rows if r["kind"] == kind]
         report["per_kind"][kind] = {

@@ -6,12 +6,15 @@ alpha-beta model (measured latency and throughput of each device pair) of the co
 point-to-point sends each parallelism really performs:
 - dp: DDP all-reduces all gradients after the backward pass (one bucket for these model sizes),
   gloo's ring: 2(n-1) rounds of 1/n of the gradients, each as slow as the slowest pair in the ring.
-- pp: 1F1B over M micro-batches: the first micro-batch crosses every stage, the other M-1 follow at the
-  pace of the slowest stage; activations forward and their gradients back at every stage boundary.
-- tp: sharded attention and MLP compute; per block two all-reduces of the activations forward and two
-  backward.
+- pp: 1F1B over M micro-batches: the first micro-batch crosses every stage (and every boundary, both
+  ways), the other M-1 follow at the pace of the slowest stage, whose sends overlap its compute
+  (pipelining sends asynchronously).
+- tp: sharded attention and MLP compute; per block two all-reduces of the activations forward (after
+  the row-wise output projections) and four backward (the gradient of the replicated input of each
+  column-wise projection: q, k, v and the MLP's first layer, each its own redistribution).
 - sp: each device computes its share of the sequence; per block an all-gather of keys and values
-  forward and a reduce-scatter of their gradients backward; then one all-reduce of all gradients.
+  forward and a reduce-scatter of their gradients backward (an all-reduce of the whole gathered tensor
+  on gloo); then one all-reduce of all gradients.
 Energy is the device power profile applied to the predicted busy time and bytes, as the profile meter
 measures it.
 """
@@ -34,6 +37,9 @@ from runtime.parallel import split_evenly, stage_layer_ranges
 from runtime.profile_job import FORMAT as PROFILE_FORMAT
 
 FLOAT_BYTES = 4
+# Forward: after attention's and the MLP's row-wise projections; backward: the input gradient of each of
+# the four column-wise projections (wq, wk, wv, w1).
+TP_ALLREDUCES_PER_BLOCK = 6
 
 
 @dataclass(frozen=True)
@@ -190,7 +196,7 @@ class CostModel:
                 compute[dev] = micro * per_micro
                 stage_time.append((per_micro, comm))
             first = sum(p + c for p, c in stage_time)
-            steady = max(p + c for p, c in stage_time)
+            steady = max(max(p, c) for p, c in stage_time)
             step = first + (micro - 1) * steady + max(optimizer.values())
         elif plan.kind == "tp":
             act_bytes = b * t * d * FLOAT_BYTES
@@ -198,18 +204,23 @@ class CostModel:
                 model = self.devices[dev]
                 block = sum(model.time("block", b, t)) / n
                 compute[dev] = layers * block + sum(model.time("embeddings", b, t)) + sum(model.time("head", b, t))
-                sent[dev] = recv[dev] = 4 * layers * 2 * (n - 1) / n * act_bytes
+                sent[dev] = recv[dev] = TP_ALLREDUCES_PER_BLOCK * layers * 2 * (n - 1) / n * act_bytes
                 optimizer[dev] = model.optimizer_s_per_param * (self.params["total"] - layers * self.params["block"] * (1 - 1 / n))
-            comm = 4 * layers * self.allreduce_s(devices, act_bytes)
+            comm = TP_ALLREDUCES_PER_BLOCK * layers * self.allreduce_s(devices, act_bytes)
             step = max(compute.values()) + comm + max(optimizer.values())
         else:  # sp
             chunk = t // n
             kv_chunk_bytes = b * chunk * d * FLOAT_BYTES
             for dev in devices:
                 compute[dev] = self._fwd_bwd(dev, b, chunk, layers, True, True)
-                gathers = 2 * 2 * layers * (n - 1) * kv_chunk_bytes  # k and v, forward and backward
-                sent[dev] = recv[dev] = gathers + 2 * (n - 1) / n * grad_bytes
-            comm = 2 * 2 * layers * self.allgather_s(devices, kv_chunk_bytes) + self.allreduce_s(devices, grad_bytes)
+                # k and v: gathered forward; their gradients reduce-scattered backward, which gloo does
+                # as an all-reduce of the whole gathered tensor.
+                forward = 2 * layers * (n - 1) * kv_chunk_bytes
+                backward = 2 * layers * 2 * (n - 1) * kv_chunk_bytes
+                sent[dev] = recv[dev] = forward + backward + 2 * (n - 1) / n * grad_bytes
+            comm = (2 * layers * self.allgather_s(devices, kv_chunk_bytes)
+                    + 2 * layers * self.allreduce_s(devices, n * kv_chunk_bytes)
+                    + self.allreduce_s(devices, grad_bytes))
             step = max(compute.values()) + comm + max(optimizer.values())
         energy = {}
         for dev in devices:
