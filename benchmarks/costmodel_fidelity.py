@@ -4,6 +4,7 @@ energy per step. Target: mean absolute percentage error at most 15% for time and
 default scenario. Prints JSON (per plan, per kind, overall). Needs root.
 
     .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--profile FILE] [--steps 6]
+        [--devices laptop,orin-nano,xavier-nx]   # a quicker subset: the 19 plans over three devices
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="a profile of this scenario; made first when absent")
     parser.add_argument("--steps", type=int, default=6, help="steps per plan (the first is not measured)")
     parser.add_argument("--max-devices", type=int, default=3)
+    parser.add_argument("--devices", default=None,
+                        help="comma-separated: only plans over these devices (every feasible plan by default)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
     parser.add_argument("--save-profile", default=None, help="write the profile the predictions came from here")
     args = parser.parse_args()
@@ -53,7 +56,8 @@ def main() -> None:
             profile = profile_devices(scenario, backend.launcher, Path(tmp) / "profile", backend="mininet",
                                       device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
         model = CostModel(profile, scenario)
-        plans = [p for p in enumerate_plans(scenario.device_names, args.max_devices) if not plan_problems(p, scenario)]
+        pool = args.devices.split(",") if args.devices else scenario.device_names
+        plans = [p for p in enumerate_plans(pool, args.max_devices) if not plan_problems(p, scenario)]
         for index, plan in enumerate(plans, start=1):
             job = Job(scenario=scenario, plan=plan, steps=args.steps, run_dir=Path(tmp) / f"run{index}",
                       device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
