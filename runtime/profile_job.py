@@ -11,7 +11,7 @@ from edgetrain.plans import Plan
 from runtime.coordinator import Job, ProgressFn, run_job
 from runtime.launcher import Launcher
 
-FORMAT = "edgetrain-profile-v2"
+FORMAT = "edgetrain-profile-v4"
 HOW = {
     "compute": "forward and backward CPU time (time.process_time of the shard) of each model part "
                "(embeddings, one Transformer block, output head + loss), median of 3 runs after a warm-up, on "
@@ -24,8 +24,11 @@ HOW = {
     "optimizer": "CPU time of one AdamW step over the whole model, median of 3",
     "idle_cpu_per_s": "CPU seconds the device used per wall second while the shard slept for 1 s",
     "links": "gloo send/recv between every ordered pair of devices: 10 one-float round trips (latency = "
-             "median / 2) and a 1 MiB tensor whose arrival the receiver confirms (mbps excludes latency)",
-    "startup_s": "seconds from a shard process receiving its spec to being ready to train",
+             "median / 2), then tensors of 16 KiB, 128 KiB and 1 MiB whose arrival the receiver confirms "
+             "(transfer_s: until the receiver has it, one latency for the confirmation taken off; mbps: "
+             "of the 1 MiB transfer, latency excluded)",
+    "collectives": "gloo all-reduce over all the devices, in scenario order, of a tensor the size of all "
+                   "gradients and of one batch of activations: median of 3 after a warm-up",
 }
 
 
@@ -58,5 +61,6 @@ def profile_devices(scenario: Scenario, launcher: Launcher, run_dir: Path, *, ba
             for device in devices
         },
         "links": links,
+        "collectives": metrics.profiles[devices[0]].get("collectives"),
         "how": HOW,
     }

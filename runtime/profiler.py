@@ -25,7 +25,7 @@ from runtime.model import TransformerBlock, build_model, lm_loss
 REPEATS = 3
 # Long against the CFS quota period (100 ms) of a CPU-limited emulated device.
 SUSTAINED_S = 2.0
-LINK_BYTES = 1 << 20
+LINK_SIZES = (16 << 10, 128 << 10, 1 << 20)
 PING_REPEATS = 10
 
 
@@ -139,10 +139,11 @@ def profile_compute(cfg: ModelConfig, seed: int) -> dict:
 
 
 def profile_links(rank: int, world: int) -> dict:
-    """Throughput and latency of every ordered pair (src -> dst), measured with gloo send/recv.
-    Every rank calls this with the others; returns {"src->dst": {...}} on every rank for its own sends."""
-    payload = torch.zeros(LINK_BYTES // 4)
+    """Latency and transfer times of every ordered pair (src -> dst), measured with gloo send/recv, for
+    several message sizes: short transfers pay TCP's slow start, so one throughput does not fit all.
+    Every rank calls this with the others; each rank returns the measurements of its own sends."""
     ping = torch.zeros(1)
+    payloads = {size: torch.zeros(size // 4) for size in LINK_SIZES}
     results = {}
     for src in range(world):
         for dst in range(world):
@@ -152,9 +153,8 @@ def profile_links(rank: int, world: int) -> dict:
             if rank not in (src, dst):
                 continue
             peer = dst if rank == src else src
-            # Latency: round trips of a one-float message.
             rtts = []
-            for _ in range(PING_REPEATS):
+            for _ in range(PING_REPEATS):  # one-float round trips
                 t0 = time.perf_counter()
                 if rank == src:
                     dist.send(ping, peer)
@@ -163,25 +163,56 @@ def profile_links(rank: int, world: int) -> dict:
                     dist.recv(ping, peer)
                     dist.send(ping, peer)
                 rtts.append(time.perf_counter() - t0)
-            # Throughput: the time until the receiver has the whole payload, confirmed back.
-            t0 = time.perf_counter()
+            latency = statistics.median(rtts) / 2
+            seconds = {}
+            for size, payload in payloads.items():
+                # The time until the receiver has the whole payload: its confirmation, minus its way back.
+                t0 = time.perf_counter()
+                if rank == src:
+                    dist.send(payload, peer)
+                    dist.recv(ping, peer)
+                    seconds[size] = time.perf_counter() - t0 - latency
+                else:
+                    dist.recv(payload, peer)
+                    dist.send(ping, peer)
             if rank == src:
-                dist.send(payload, peer)
-                dist.recv(ping, peer)
-                elapsed = time.perf_counter() - t0
-                latency = statistics.median(rtts) / 2
-                results[f"{src}->{dst}"] = {"bytes": LINK_BYTES, "seconds": elapsed, "latency_s": latency,
-                                            "mbps": LINK_BYTES * 8 / max(elapsed - 2 * latency, 1e-9) / 1e6}
-            else:
-                dist.recv(payload, peer)
-                dist.send(ping, peer)
+                largest = max(LINK_SIZES)
+                results[f"{src}->{dst}"] = {
+                    "latency_s": latency,
+                    "transfer_s": {str(size): s for size, s in sorted(seconds.items())},
+                    "mbps": largest * 8 / max(seconds[largest] - latency, 1e-9) / 1e6,
+                }
     return results
 
 
+def profile_collectives(cfg: ModelConfig, world: int) -> dict:
+    """All-reduce of the whole fleet at the sizes training uses (all gradients; one batch of
+    activations): how fast gloo's ring really goes, against what the pair measurements suggest."""
+    from runtime.model import count_parameters
+    sizes = sorted({count_parameters(cfg)["total"] * 4, cfg.batch_size * cfg.seq_len * cfg.d_model * 4})
+    results = {}
+    for size in sizes:
+        tensor = torch.zeros(size // 4)
+        dist.all_reduce(tensor)  # warm-up
+        times = []
+        for _ in range(REPEATS):
+            dist.barrier()
+            t0 = time.perf_counter()
+            dist.all_reduce(tensor)
+            times.append(time.perf_counter() - t0)
+        results[str(size)] = statistics.median(times)
+    return {"world": world, "allreduce_s": results}
+
+
 def run_profile(cfg: ModelConfig, seed: int, rank: int, world: int, emit) -> None:
-    """Each device profiles its compute while the others wait, then all measure the links together."""
+    """Each device profiles its compute while the others wait, then all measure the links and the
+    collectives together."""
     for turn in range(world):
         if turn == rank:
             emit("profile", rank=rank, part="compute", data=profile_compute(cfg, seed))
         dist.barrier()
     emit("profile", rank=rank, part="links", data=profile_links(rank, world))
+    if world > 1:
+        collectives = profile_collectives(cfg, world)
+        if rank == 0:
+            emit("profile", rank=rank, part="collectives", data=collectives)

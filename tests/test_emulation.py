@@ -192,3 +192,4 @@ def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
     finally:
         env.close()
     assert _own_leftovers(prefix) == []
+
