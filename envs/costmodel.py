@@ -5,8 +5,7 @@ Compute comes from the profiled forward/backward times of each model part; commu
 alpha-beta model (measured latency and throughput of each device pair) of the collectives and
 point-to-point sends each parallelism really performs:
 - dp: DDP all-reduces all gradients after the backward pass (one bucket for these model sizes),
-  gloo's ring: 2(n-1) rounds of 1/n of the gradients, each as slow as the slowest pair in the ring,
-  scaled by the ring's measured efficiency (the profile's fleet-wide all-reduces against this model).
+  gloo's ring: 2(n-1) rounds of 1/n of the gradients, each as slow as the slowest pair in the ring.
 - pp: 1F1B over M micro-batches: the first micro-batch crosses every stage (and every boundary, both
   ways), the other M-1 follow at the pace of the slowest stage, whose sends overlap its compute
   (pipelining sends asynchronously).
@@ -105,28 +104,6 @@ class CostModel:
         self.links = {tuple(pair.split("->")): _transfer_table(m) for pair, m in profile["links"].items()}
         self.params = count_parameters(self.cfg)
         self._cache: dict[Plan, Prediction] = {}
-        self.ring_efficiency = self._ring_efficiency(profile.get("collectives"))
-
-    def _ring_efficiency(self, collectives: dict | None) -> list[tuple[float, float]]:
-        """(size, measured / ring-model time) of the fleet-wide all-reduces the profile measured: what the
-        pair measurements miss (concurrent flows, gloo's chunking, CPU quotas during transfers). Applied
-        to every ring collective, interpolated by message size; 1 without measurements."""
-        if not collectives or collectives.get("world", 0) < 2:
-            return [(0.0, 1.0)]
-        ring = tuple(self.profile["devices"])
-        points = sorted((float(size), measured / self._ring_allreduce_s(ring, float(size)))
-                        for size, measured in collectives["allreduce_s"].items())
-        return points
-
-    def _efficiency(self, nbytes: float) -> float:
-        points = self.ring_efficiency
-        if len(points) == 1 or nbytes <= points[0][0]:
-            return points[0][1]
-        if nbytes >= points[-1][0]:
-            return points[-1][1]
-        i = bisect.bisect_left([p[0] for p in points], nbytes)
-        (x0, y0), (x1, y1) = points[i - 1], points[i]
-        return y0 + (y1 - y0) * (nbytes - x0) / (x1 - x0)
 
     @staticmethod
     def _device(name: str, data: dict) -> DeviceModel:
@@ -159,15 +136,12 @@ class CostModel:
         """One round of a ring collective: every device sends nbytes to the next, all at once."""
         return max(self.transfer_s(ring[i], ring[(i + 1) % len(ring)], nbytes) for i in range(len(ring)))
 
-    def _ring_allreduce_s(self, ring: tuple[str, ...], nbytes: float) -> float:
+    def allreduce_s(self, ring: tuple[str, ...], nbytes: float) -> float:
         n = len(ring)
         return 2 * (n - 1) * self.ring_round_s(ring, nbytes / n)
 
-    def allreduce_s(self, ring: tuple[str, ...], nbytes: float) -> float:
-        return self._ring_allreduce_s(ring, nbytes) * self._efficiency(nbytes)
-
     def allgather_s(self, ring: tuple[str, ...], chunk_bytes: float) -> float:
-        return (len(ring) - 1) * self.ring_round_s(ring, chunk_bytes) * self._efficiency(chunk_bytes * len(ring))
+        return (len(ring) - 1) * self.ring_round_s(ring, chunk_bytes)
 
     # --- prediction -----------------------------------------------------------------------------------
     def predict(self, plan: Plan) -> Prediction:

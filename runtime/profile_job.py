@@ -28,7 +28,8 @@ HOW = {
              "(transfer_s: until the receiver has it, one latency for the confirmation taken off; mbps: "
              "of the 1 MiB transfer, latency excluded)",
     "collectives": "gloo all-reduce over all the devices, in scenario order, of a tensor the size of all "
-                   "gradients and of one batch of activations: median of 3 after a warm-up",
+                   "gradients and of one batch of activations: median of 3 after a warm-up (recorded to check "
+                   "the ring model against; scaling other rings by it made predictions worse, so it is not used)",
 }
 
 
