@@ -119,6 +119,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from edgetrain.scenario import load_scenario
+    from envs.costmodel import load_profile
+    from envs.edgetrain_env import default_profile_path
+    scenario = load_scenario(args.scenario)
+    profile = load_profile(args.profile or default_profile_path(scenario))
+    from agents.train import TrainConfig, train
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    values["net_arch"] = tuple(int(x) for x in args.net_arch.split(","))
+    if values["timesteps"] < 1 or values["n_envs"] < 1:
+        raise UserError("--timesteps and --n-envs must be at least 1")
+    zip_path, onnx_path, run = train(args.scenario, profile, args.out, TrainConfig(**values), logdir=args.logdir,
+                                     progress_bar=not args.no_progress)
+    print(f"policy: {zip_path} and {onnx_path}; TensorBoard run: {run}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import socket
@@ -278,6 +297,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--scenario", default=None, help="scenario (default: the one the profile was taken on)")
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
     predict.set_defaults(func=cmd_predict)
+
+    train = sub.add_parser("train", help="learn a scheduling policy (MaskablePPO on the simulator)")
+    train.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    train.add_argument("--profile", default=None, help="profile that calibrates the simulator "
+                                                       "(default: the one shipped with the scenario)")
+    train.add_argument("--out", required=True, help="folder for policy.zip, policy.onnx and checkpoints")
+    train.add_argument("--logdir", default="training_logs", help="TensorBoard runs (default: training_logs)")
+    train.add_argument("--timesteps", type=int, default=50_000, help="environment steps (default: 50000)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--n-envs", type=int, default=4, help="parallel simulator environments (default: 4)")
+    train.add_argument("--subproc", action="store_true", help="step the environments in subprocesses")
+    train.add_argument("--learning-rate", type=float, default=3e-4)
+    train.add_argument("--n-steps", type=int, default=256, help="steps per environment per rollout")
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--n-epochs", type=int, default=10)
+    train.add_argument("--gamma", type=float, default=0.99)
+    train.add_argument("--gae-lambda", type=float, default=0.95)
+    train.add_argument("--clip-range", type=float, default=0.2)
+    train.add_argument("--ent-coef", type=float, default=0.01)
+    train.add_argument("--net-arch", default="128,128", help="hidden layer sizes (default: 128,128)")
+    train.add_argument("--decision-steps", type=int, default=10, help="training steps per decision")
+    train.add_argument("--checkpoint-every", type=int, default=10_000, help="save the policy every N env steps")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])

@@ -1,0 +1,180 @@
+"""`edgetrain train`: learn a scheduling policy with MaskablePPO on EdgeTrain-v0.
+
+Trains on the simulator with several environments in parallel, logs to TensorBoard (SB3's scalars plus
+`sched/` ones and the hyperparameters), checkpoints the policy during training, shows a progress bar,
+and leaves `policy.zip` (SB3) and `policy.onnx` (for devices without stable-baselines3) in the output
+folder.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import HParam
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from torch import nn
+
+from edgetrain.plans import PLAN_KINDS
+from edgetrain.scenario import load_scenario
+from envs.edgetrain_env import EdgeTrainEnv
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of `edgetrain train`; each is a flag of the command."""
+
+    timesteps: int = 50_000
+    """Environment steps (decisions) to train for."""
+    seed: int = 0
+    n_envs: int = 4
+    """Simulator environments stepped in parallel."""
+    subproc: bool = False
+    """Step them in subprocesses (the simulator is fast enough in one process)."""
+    learning_rate: float = 3e-4
+    n_steps: int = 256
+    """Steps per environment per rollout."""
+    batch_size: int = 256
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    net_arch: tuple[int, ...] = (128, 128)
+    decision_steps: int = 10
+    """Training steps per decision of the environment."""
+    checkpoint_every: int = 10_000
+    """Save the policy every this many environment steps."""
+
+
+def run_name(scenario: str, algo: str, seed: int) -> str:
+    return f"{scenario}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class SchedCallback(BaseCallback):
+    """`sched/` scalars per finished episode (one training job): energy and time per sample, Zeus cost
+    per sample, failures, plan switches; and histograms of the plan kinds and device counts chosen."""
+
+    def _on_training_start(self) -> None:
+        self.totals = [self._empty() for _ in range(self.training_env.num_envs)]
+        self.kinds: list[int] = []
+        self.sizes: list[int] = []
+
+    @staticmethod
+    def _empty() -> dict:
+        return {"energy": 0.0, "time": 0.0, "samples": 0, "cost": 0.0, "failures": 0, "switches": 0}
+
+    def _on_step(self) -> bool:
+        for i, (info, done) in enumerate(zip(self.locals["infos"], self.locals["dones"])):
+            total = self.totals[i]
+            total["energy"] += info["energy_j"]
+            total["time"] += info["time_s"]
+            total["samples"] += info["samples"]
+            total["cost"] += info["zeus_cost"]
+            total["failures"] += info["failures"]
+            total["switches"] += int(info["switched"])
+            kind, _, devices = info["plan"].partition(":")
+            self.kinds.append(PLAN_KINDS.index(kind))
+            self.sizes.append(len(devices.split(",")))
+            if done and total["samples"]:
+                self.logger.record_mean("sched/energy_per_sample_j", total["energy"] / total["samples"])
+                self.logger.record_mean("sched/time_per_sample_s", total["time"] / total["samples"])
+                self.logger.record_mean("sched/zeus_cost_per_sample", total["cost"] / total["samples"])
+                self.logger.record_mean("sched/failures", total["failures"])
+                self.logger.record_mean("sched/plan_switches", total["switches"])
+                self.totals[i] = self._empty()
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.kinds:
+            only_tensorboard = ("stdout", "log", "json", "csv")
+            self.logger.record("sched/plan_kind", torch.tensor(self.kinds), exclude=only_tensorboard)
+            self.logger.record("sched/devices_per_plan", torch.tensor(self.sizes), exclude=only_tensorboard)
+        self.kinds, self.sizes = [], []
+
+
+class HParamCallback(BaseCallback):
+    def __init__(self, config: TrainConfig):
+        super().__init__()
+        self.config = config
+
+    def _on_training_start(self) -> None:
+        hparams = {k: (str(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()}
+        self.logger.record("hparams", HParam(hparams, {"sched/zeus_cost_per_sample": 0.0}),
+                           exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def train(scenario: str | None, profile, out: str, config: TrainConfig, logdir: str = "training_logs",
+          progress_bar: bool = True) -> tuple[Path, Path, Path]:
+    """Train and save; returns the paths of policy.zip, policy.onnx and the TensorBoard run."""
+    scenario_obj = load_scenario(scenario)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = make_vec_env(EdgeTrainEnv, n_envs=config.n_envs, seed=config.seed,
+                       env_kwargs={"scenario": scenario_obj, "profile": profile,
+                                   "decision_steps": config.decision_steps},
+                       vec_env_cls=SubprocVecEnv if config.subproc else DummyVecEnv)
+    model = MaskablePPO(
+        "MlpPolicy", env, learning_rate=config.learning_rate, n_steps=config.n_steps,
+        batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
+        policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=logdir)
+    name = run_name(scenario_obj.name, "maskableppo", config.seed)
+    checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
+                                     save_path=str(out_dir / "checkpoints"), name_prefix="policy")
+    model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
+                callback=CallbackList([SchedCallback(), HParamCallback(config), checkpoints]))
+    env.close()
+    zip_path = out_dir / "policy.zip"
+    model.save(zip_path)
+    return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
+
+
+class MaskedGreedyPolicy(nn.Module):
+    """The deterministic masked action of a MaskablePPO MLP policy, as a plain module for ONNX."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.features = policy.features_extractor
+        self.extractor = policy.mlp_extractor
+        self.action_net = policy.action_net
+        self.nvec = [int(n) for n in policy.action_space.nvec]
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        latent, _ = self.extractor(self.features(obs))
+        logits = self.action_net(latent)
+        logits = torch.where(mask, logits, torch.full_like(logits, -1e8))
+        return torch.stack([part.argmax(dim=1) for part in torch.split(logits, self.nvec, dim=1)], dim=1)
+
+
+def export_onnx(model: MaskablePPO, path: Path) -> Path:
+    module = MaskedGreedyPolicy(model.policy).eval()
+    obs = torch.zeros((1,) + model.observation_space.shape, dtype=torch.float32)
+    mask = torch.ones((1, int(sum(model.action_space.nvec))), dtype=torch.bool)
+    torch.onnx.export(module, (obs, mask), str(path), input_names=["observation", "action_mask"],
+                      output_names=["action"], dynamic_axes={"observation": {0: "batch"},
+                                                             "action_mask": {0: "batch"}, "action": {0: "batch"}},
+                      dynamo=False)
+    return path
+
+
+class OnnxPolicy:
+    """An exported policy run with onnxruntime alone: no torch or stable-baselines3 on the device."""
+
+    def __init__(self, path: str):
+        import onnxruntime
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def predict(self, observation: np.ndarray, action_mask: np.ndarray) -> np.ndarray:
+        obs = np.asarray(observation, dtype=np.float32).reshape(1, -1)
+        mask = np.asarray(action_mask, dtype=bool).reshape(1, -1)
+        return self.session.run(["action"], {"observation": obs, "action_mask": mask})[0][0]
