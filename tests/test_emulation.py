@@ -193,3 +193,30 @@ def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
         env.close()
     assert _own_leftovers(prefix) == []
 
+
+
+def test_the_simulator_predicts_live_steps_within_the_fidelity_target(tmp_path):
+    """The shipped smart-home profile (measured on this machine's testbed) against real steps of every
+    plan kind on two of its devices: mean absolute percentage error at most 15% for time and energy."""
+    from edgetrain.backends import open_backend
+    from edgetrain.plans import Plan
+    from edgetrain.scenario import load_scenario
+    from envs.costmodel import CostModel, load_profile
+    from envs.edgetrain_env import default_profile_path
+    from runtime.coordinator import Job, run_job
+    scenario = load_scenario()
+    model = CostModel(load_profile(default_profile_path(scenario)), scenario)
+    time_errors, energy_errors = [], []
+    with open_backend("mininet", scenario, tmp_path, follow_availability=False) as backend:
+        for kind in ("dp", "pp", "tp", "sp"):
+            plan = Plan(kind, ("laptop", "orin-nano"))
+            job = Job(scenario=scenario, plan=plan, steps=6, run_dir=tmp_path / kind,
+                      device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+            steps = run_job(job, backend.launcher).steps[1:]
+            measured_time = sum(s["time_s"] for s in steps) / len(steps)
+            measured_energy = sum(s["energy_j"] for s in steps) / len(steps)
+            predicted = model.predict(plan)
+            time_errors.append(abs(predicted.step_time_s - measured_time) / measured_time)
+            energy_errors.append(abs(predicted.total_energy_j - measured_energy) / measured_energy)
+    assert sum(time_errors) / len(time_errors) <= 0.15, time_errors
+    assert sum(energy_errors) / len(energy_errors) <= 0.15, energy_errors
