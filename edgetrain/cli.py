@@ -138,6 +138,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgetrain.scenario import load_scenario
+    from envs.costmodel import load_profile
+    from envs.edgetrain_env import EdgeTrainEnv, default_profile_path
+    scenario = load_scenario(args.scenario)
+    profile = load_profile(args.profile or default_profile_path(scenario))
+    if args.policy and not Path(args.policy).is_file():
+        raise UserError(f"--policy {args.policy}: no such file")
+    if args.episodes < 1:
+        raise UserError("--episodes must be at least 1")
+    from agents.evaluate import evaluate, plot_learning_curve, plot_tradeoff, table, write
+    report = evaluate(scenario, profile, args.policy, args.episodes, seed=args.seed, progress=_progress)
+    plots = Path(args.plots) if args.plots else Path(args.json).with_suffix("")
+    plots.mkdir(parents=True, exist_ok=True)
+    report["plots"] = {"tradeoff": str(plot_tradeoff(EdgeTrainEnv(scenario=scenario, profile=profile), report,
+                                                     plots / "energy_vs_time.png"))}
+    if args.run:
+        curve = plot_learning_curve(Path(args.run), plots / "learning_curve.png")
+        if curve:
+            report["plots"]["learning_curve"] = str(curve)
+    write(report, args.json)
+    print(table(report))
+    print(f"results: {args.json}; plots: {', '.join(report['plots'].values())}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import socket
@@ -321,6 +347,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-every", type=int, default=10_000, help="save the policy every N env steps")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="a policy against the baselines, on the same seeded traces")
+    evaluate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    evaluate.add_argument("--policy", default=None, help="policy.zip from `edgetrain train` (baselines only without)")
+    evaluate.add_argument("--profile", default=None, help="profile of the simulator (default: the shipped one)")
+    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--seed", type=int, default=1000, help="seed of the first episode's traces")
+    evaluate.add_argument("--json", required=True, help="write the results here")
+    evaluate.add_argument("--plots", default=None, help="folder for the PNG plots (default: next to --json)")
+    evaluate.add_argument("--run", default=None, help="the policy's TensorBoard run, for the learning curve")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])

@@ -283,12 +283,34 @@ class EdgeTrainEnv(gym.Env):
             return self._step_live(action)
         kind_index = int(action[0])
         selected = self._selected(action, self._available_mask())
-        plan, prediction, step_energies, idle_w = self._resolved_plan(kind_index, selected)
-        members = plan[1]
         noise_t = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
         noise_e = float(np.exp(self.np_random.normal(0.0, self.noise))) if self.noise else 1.0
+        outcome = self.interval(kind_index, selected, noise_t, noise_e)
+        plan, members = outcome["plan"], outcome["plan"][1]
+        self._drain(members, outcome["per_step_energy"], outcome["compute_steps"], outcome["idle_s"])
+        self.t = outcome["end"]
+        self.samples += outcome["samples"]
+        self.plan = plan if not outcome["failed"] else None
+        self.failed = outcome["failed"]
+        waited = self._skip_until_available()
+        time_s = outcome["duration"] + waited
+        energy = outcome["energy"]
+        cost = self.eta * energy + (1 - self.eta) * self.max_power * time_s
+        reward = -cost / self.interval_samples
+        terminated = self.samples >= self.target
+        info = {"energy_j": energy, "time_s": time_s, "samples": outcome["samples"], "plan": outcome["plan_name"],
+                "failures": int(outcome["failed"]), "lost_steps": outcome["lost_steps"],
+                "switched": outcome["switched"], "zeus_cost": cost}
+        return self._observation(), float(reward), terminated, False, info
+
+    def interval(self, kind_index: int, selected: int, noise_t: float = 1.0, noise_e: float = 1.0) -> dict:
+        """What one decision interval of this plan would bring from the current state, on the episode's
+        (true) availability trace; changes nothing. `step` applies it; a clairvoyant planner may ask."""
+        plan, prediction, step_energies, idle_w = self._resolved_plan(kind_index, selected)
+        members = plan[1]
         step_time = prediction.step_time_s * noise_t
-        switch = self.switch_s if plan != self.plan else 0.0
+        switched = plan != self.plan
+        switch = self.switch_s if switched else 0.0
         duration = switch + self.decision_steps * step_time
         start = self.t
         failure_at = min((self._next_offline(i, start) for i in members), default=math.inf)
@@ -303,25 +325,12 @@ class EdgeTrainEnv(gym.Env):
             done_steps = kept_steps = self.decision_steps
             compute_steps = self.decision_steps
         per_step_energy = [e * noise_e for e in step_energies]
-        energy = sum(per_step_energy) * compute_steps
-        # Devices of the plan idle through the switch and the failure handling.
-        idle = duration - compute_steps * step_time
-        energy += idle * idle_w
-        self._drain(members, per_step_energy, compute_steps, idle)
-        self.t = start + duration
-        samples = kept_steps * self.batch
-        self.samples += samples
-        self.plan = plan if not failed else None
-        self.failed = failed
-        waited = self._skip_until_available()
-        time_s = duration + waited
-        cost = self.eta * energy + (1 - self.eta) * self.max_power * time_s
-        reward = -cost / self.interval_samples
-        terminated = self.samples >= self.target
-        info = {"energy_j": energy, "time_s": time_s, "samples": samples, "plan": str(prediction.plan),
-                "failures": int(failed), "lost_steps": done_steps - kept_steps, "switched": switch > 0,
-                "zeus_cost": cost}
-        return self._observation(), float(reward), terminated, False, info
+        idle = duration - compute_steps * step_time  # the plan's devices idle through switch and failure
+        energy = sum(per_step_energy) * compute_steps + idle * idle_w
+        return {"plan": plan, "plan_name": prediction.plan, "failed": failed, "switched": switched,
+                "duration": duration, "end": start + duration, "energy": energy, "samples": kept_steps * self.batch,
+                "lost_steps": done_steps - kept_steps, "per_step_energy": per_step_energy,
+                "compute_steps": compute_steps, "idle_s": idle}
 
     def _drain(self, members, per_step_energy, compute_steps, idle) -> None:
         for index, i in enumerate(members):

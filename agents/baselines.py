@@ -1,0 +1,99 @@
+"""Baselines a learned scheduler must beat, as policies of EdgeTrain-v0: `act(env, obs) -> action`.
+
+- random: a random valid plan (from the action masks).
+- all_dp: every available device, data parallel.
+- fastest_single: the fastest available device alone.
+- greedy: at every decision the plan with the lowest predicted Zeus cost per sample on the devices
+  available now, from the cost model (what a static auto-parallel planner does).
+- oracle: clairvoyant, for evaluation only: it knows the whole availability trace and picks, at every
+  decision, the plan whose interval truly costs least per sample kept (failures and switches included).
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Callable
+
+import numpy as np
+
+from edgetrain.plans import PLAN_KINDS
+from envs.edgetrain_env import MAX_DEVICES, EdgeTrainEnv
+
+Policy = Callable[[EdgeTrainEnv, np.ndarray], np.ndarray]
+
+
+def action_for(kind_index: int, members) -> np.ndarray:
+    action = np.zeros(1 + MAX_DEVICES, dtype=np.int64)
+    action[0] = kind_index
+    for i in members:
+        action[1 + i] = 1
+    return action
+
+
+def _available(env: EdgeTrainEnv) -> list[int]:
+    mask = env._available_mask()
+    return [i for i in range(env.n) if mask >> i & 1]
+
+
+def _candidates(env: EdgeTrainEnv) -> list[tuple[int, int]]:
+    """(kind index, device bitmask) of every plan on the available devices, as the env resolves them."""
+    devices = _available(env)
+    seen, out = set(), []
+    for size in range(1, len(devices) + 1):
+        for group in combinations(devices, size):
+            selected = sum(1 << i for i in group)
+            for k in (range(1) if size == 1 else range(1, len(PLAN_KINDS))):
+                plan = env.resolve(k, selected)
+                if plan not in seen:
+                    seen.add(plan)
+                    out.append((PLAN_KINDS.index(plan[0]), sum(1 << i for i in plan[1])))
+    return out
+
+
+def make_random(seed: int) -> Policy:
+    rng = np.random.default_rng(seed)
+
+    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+        mask = env.action_masks()
+        kinds = np.flatnonzero(mask[: len(PLAN_KINDS)])
+        bits = [rng.choice(np.flatnonzero(mask[len(PLAN_KINDS) + 2 * i: len(PLAN_KINDS) + 2 * i + 2]))
+                for i in range(MAX_DEVICES)]
+        return np.array([rng.choice(kinds)] + bits)
+
+    return act
+
+
+def all_dp(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    return action_for(PLAN_KINDS.index("dp"), _available(env))
+
+
+def fastest_single(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    fastest = next(i for i in env.speed_order if i in _available(env))
+    return action_for(0, [fastest])
+
+
+def greedy(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    key = env._available_mask()
+    cache = env.__dict__.setdefault("_greedy_cache", {})
+    if key not in cache:
+        def predicted_cost(candidate):
+            entry = env._resolved_plan(*candidate)
+            prediction = entry[1]
+            per_step = (env.eta * prediction.total_energy_j
+                        + (1 - env.eta) * env.max_power * prediction.step_time_s)
+            return per_step / env.batch
+        cache[key] = min(_candidates(env), key=predicted_cost)
+    kind, selected = cache[key]
+    return action_for(kind, [i for i in range(env.n) if selected >> i & 1])
+
+
+def oracle(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    def true_cost(candidate):
+        outcome = env.interval(*candidate)
+        cost = env.eta * outcome["energy"] + (1 - env.eta) * env.max_power * outcome["duration"]
+        return cost / max(outcome["samples"], 1e-9)
+    kind, selected = min(_candidates(env), key=true_cost)
+    return action_for(kind, [i for i in range(env.n) if selected >> i & 1])
+
+
+BASELINES = {"random": None, "all_dp": all_dp, "fastest_single": fastest_single, "greedy": greedy, "oracle": oracle}
