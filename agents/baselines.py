@@ -74,19 +74,24 @@ def fastest_single(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
     return action_for(0, [fastest])
 
 
-def greedy(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
-    key = env._available_mask()
-    cache = env.__dict__.setdefault("_greedy_cache", {})
-    if key not in cache:
-        def predicted_cost(candidate):
-            entry = env._resolved_plan(*candidate)
-            prediction = entry[1]
-            per_step = (env.eta * prediction.total_energy_j
-                        + (1 - env.eta) * env.max_power * prediction.step_time_s)
-            return per_step / env.batch
-        cache[key] = min(_candidates(env), key=predicted_cost)
-    kind, selected = cache[key]
-    return action_for(kind, [i for i in range(env.n) if selected >> i & 1])
+def predicted_cost_per_sample(env: EdgeTrainEnv, candidate: tuple[int, int]) -> float:
+    prediction = env._resolved_plan(*candidate)[1]
+    per_step = env.eta * prediction.total_energy_j + (1 - env.eta) * env.max_power * prediction.step_time_s
+    return per_step / env.batch
+
+
+def make_greedy(seed: int = 0) -> Policy:
+    """The cheapest predicted plan depends only on which devices are available: remembered per set."""
+    best: dict[int, tuple[int, int]] = {}
+
+    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+        available = env._available_mask()
+        if available not in best:
+            best[available] = min(_candidates(env), key=lambda c: predicted_cost_per_sample(env, c))
+        kind, selected = best[available]
+        return action_for(kind, [i for i in range(env.n) if selected >> i & 1])
+
+    return act
 
 
 def lifetime_cost_per_sample(env: EdgeTrainEnv, candidate: tuple[int, int]) -> float:
@@ -113,4 +118,11 @@ def oracle(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
     return action_for(kind, [i for i in range(env.n) if selected >> i & 1])
 
 
-BASELINES = {"random": None, "all_dp": all_dp, "fastest_single": fastest_single, "greedy": greedy, "oracle": oracle}
+# name -> factory(seed) -> policy; one fresh policy per evaluation, so no state leaks between them.
+BASELINES: dict[str, Callable[[int], Policy]] = {
+    "random": make_random,
+    "all_dp": lambda seed: all_dp,
+    "fastest_single": lambda seed: fastest_single,
+    "greedy": make_greedy,
+    "oracle": lambda seed: oracle,
+}

@@ -9,7 +9,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from agents.baselines import BASELINES, make_random
+from agents.baselines import BASELINES
 from edgetrain.plans import Plan
 from envs.edgetrain_env import EdgeTrainEnv
 
@@ -54,8 +54,8 @@ def evaluate(scenario, profile, policy_path: Optional[str], episodes: int, seed:
     contenders = {}
     if policy_path:
         contenders["policy"] = policy_act(policy_path)
-    for name, act in BASELINES.items():
-        contenders[name] = make_random(seed) if name == "random" else act
+    for name, make in BASELINES.items():
+        contenders[name] = make(seed)
     results, episodes_out = {}, {}
     for name, act in contenders.items():
         runs = []

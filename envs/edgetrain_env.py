@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from itertools import combinations
+from pathlib import Path
 from typing import Optional
 
 import gymnasium as gym
@@ -132,9 +134,7 @@ class EdgeTrainEnv(gym.Env):
 
     # --- availability ----------------------------------------------------------------------------------
     def _sample_traces(self, horizon_s: float) -> None:
-        base = self.scenario.source
-        from pathlib import Path
-        base_dir = Path(base).parent if base else Path(".")
+        base_dir = Path(self.scenario.source).parent if self.scenario.source else Path(".")
         self._horizon_s = horizon_s
         self._changes = []  # per device: sorted times at which its state flips, and its state at 0
         self._state0 = []
@@ -229,7 +229,6 @@ class EdgeTrainEnv(gym.Env):
     def _feasible_kinds(self, available: int) -> np.ndarray:
         devices = [i for i in range(self.n) if available >> i & 1]
         kinds = np.zeros(len(PLAN_KINDS), dtype=bool)
-        from itertools import combinations
         for k, kind in enumerate(PLAN_KINDS):
             sizes = [1] if kind == "local" else range(2, len(devices) + 1)
             kinds[k] = any(not plan_problems(Plan(kind, tuple(self.names[i] for i in group)), self.scenario)
