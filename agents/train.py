@@ -1,9 +1,10 @@
 """`edgetrain train`: learn a scheduling policy with MaskablePPO on EdgeTrain-v0.
 
-Trains on the simulator with several environments in parallel, logs to TensorBoard (SB3's scalars plus
-`sched/` ones and the hyperparameters), checkpoints the policy during training, shows a progress bar,
-and leaves `policy.zip` (SB3) and `policy.onnx` (for devices without stable-baselines3) in the output
-folder.
+Trains on the simulator with several environments in parallel, then optionally fine-tunes online on
+the live emulated testbed (`online_steps` decisions, each training the model for real), logs to
+TensorBoard (SB3's scalars plus `sched/` ones and the hyperparameters; the online part continues the
+same run), checkpoints the policy during training, shows a progress bar, and leaves `policy.zip` (SB3)
+and `policy.onnx` (for devices without stable-baselines3) in the output folder.
 """
 
 from __future__ import annotations
@@ -49,8 +50,19 @@ class TrainConfig:
     net_arch: tuple[int, ...] = (128, 128)
     decision_steps: int = 10
     """Training steps per decision of the environment."""
+    vary_fleet: bool = True
+    """Every simulated episode on a random subset of the devices in random slots, with varied
+    availability, so that the policy serves fleets it was not trained on."""
     checkpoint_every: int = 10_000
     """Save the policy every this many environment steps."""
+    online_steps: int = 0
+    """Then fine-tune for this many decisions on the live mininet testbed (root); 0: simulator only."""
+    online_n_steps: int = 16
+    """Live decisions per rollout of the online fine-tuning (each is one PPO update)."""
+    online_learning_rate: float = 1e-4
+    """Smaller than on the simulator: a few noisy live rollouts must not undo what the simulator taught."""
+    time_scale: float = 1.0
+    """Online: scenario seconds per real second for the testbed's availability traces."""
 
 
 def run_name(scenario: str, algo: str, seed: int) -> str:
@@ -121,7 +133,7 @@ def train(scenario: str | None, profile, out: str, config: TrainConfig, logdir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     env = make_vec_env(EdgeTrainEnv, n_envs=config.n_envs, seed=config.seed,
                        env_kwargs={"scenario": scenario_obj, "profile": profile,
-                                   "decision_steps": config.decision_steps},
+                                   "decision_steps": config.decision_steps, "vary_fleet": config.vary_fleet},
                        vec_env_cls=SubprocVecEnv if config.subproc else DummyVecEnv)
     model = MaskablePPO(
         "MlpPolicy", env, learning_rate=config.learning_rate, n_steps=config.n_steps,
@@ -134,9 +146,39 @@ def train(scenario: str | None, profile, out: str, config: TrainConfig, logdir: 
     model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
                 callback=CallbackList([SchedCallback(), HParamCallback(config), checkpoints]))
     env.close()
+    if config.online_steps > 0:
+        model = fine_tune_online(model, scenario_obj, profile, config, name, out_dir, progress_bar)
     zip_path = out_dir / "policy.zip"
     model.save(zip_path)
     return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
+
+
+def fine_tune_online(model: MaskablePPO, scenario, profile, config: TrainConfig, name: str, out_dir: Path,
+                     progress_bar: bool) -> MaskablePPO:
+    """Go on learning on the live testbed: the same policy, one live environment, short rollouts. Every
+    decision trains the scenario's model for real, so the rewards are measured, not predicted."""
+    import sys
+    live = DummyVecEnv([lambda: EdgeTrainEnv(scenario=scenario, profile=profile, backend="mininet",
+                                             decision_steps=config.decision_steps, time_scale=config.time_scale,
+                                             progress=lambda line: print(f"   {line}", file=sys.stderr, flush=True)
+                                             if not progress_bar else None)])
+    live.seed(config.seed)
+    n_steps = min(config.online_n_steps, config.online_steps)
+    online = MaskablePPO(
+        "MlpPolicy", live, learning_rate=config.online_learning_rate, n_steps=n_steps,
+        batch_size=n_steps, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
+        policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=model.tensorboard_log)
+    online.policy.load_state_dict(model.policy.state_dict())
+    online.num_timesteps = model.num_timesteps  # the TensorBoard run goes on where the simulator stopped
+    checkpoints = CheckpointCallback(save_freq=n_steps, save_path=str(out_dir / "checkpoints"),
+                                     name_prefix="policy_online")
+    try:
+        online.learn(total_timesteps=config.online_steps, tb_log_name=name, reset_num_timesteps=False,
+                     progress_bar=progress_bar, callback=CallbackList([SchedCallback(), checkpoints]))
+    finally:
+        live.close()
+    return online
 
 
 class MaskedGreedyPolicy(nn.Module):

@@ -79,9 +79,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from edgetrain.backends import open_backend
     from edgetrain.scenario import load_scenario
     from runtime.profile_job import profile_devices
-    scenario = load_scenario(args.scenario)
+    cluster = None
+    if args.cluster:
+        from edgetrain.cluster import load_cluster
+        cluster = load_cluster(args.cluster, args.scenario)
+        scenario, args.backend = cluster.scenario, "cluster"
+    else:
+        scenario = load_scenario(args.scenario)
     run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir("profile")
-    with open_backend(args.backend, scenario, run_dir, follow_availability=False, progress=_progress) as backend:
+    with open_backend(args.backend, scenario, run_dir, follow_availability=False, progress=_progress,
+                      cluster=cluster) as backend:
         profile = profile_devices(scenario, backend.launcher, run_dir, backend=args.backend,
                                   device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames,
                                   progress=_progress)
@@ -132,6 +139,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     values["net_arch"] = tuple(int(x) for x in args.net_arch.split(","))
     if values["timesteps"] < 1 or values["n_envs"] < 1:
         raise UserError("--timesteps and --n-envs must be at least 1")
+    if values["online_steps"] < 0 or values["online_n_steps"] < 1:
+        raise UserError("--online-steps must be at least 0 and --online-n-steps at least 1")
+    if values["online_steps"]:
+        from edgetrain.backends import require_mininet
+        require_mininet()
     zip_path, onnx_path, run = train(args.scenario, profile, args.out, TrainConfig(**values), logdir=args.logdir,
                                      progress_bar=not args.no_progress)
     print(f"policy: {zip_path} and {onnx_path}; TensorBoard run: {run}")
@@ -161,6 +173,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write(report, args.json)
     print(table(report))
     print(f"results: {args.json}; plots: {', '.join(report['plots'].values())}")
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from agents.deploy import deploy, with_target
+    from edgetrain.scenario import load_scenario
+    from envs.costmodel import load_profile
+    from envs.edgetrain_env import default_profile_path
+    cluster = None
+    if args.cluster:
+        from edgetrain.cluster import load_cluster
+        cluster = load_cluster(args.cluster, args.scenario)
+        scenario, backend = cluster.scenario, "cluster"
+    else:
+        from edgetrain.backends import require_mininet
+        require_mininet()
+        scenario, backend = load_scenario(args.scenario), "mininet"
+    scenario = with_target(scenario, args.target_samples)
+    profile_path = args.profile or default_profile_path(scenario)
+    if not args.profile and not Path(profile_path).is_file():
+        raise UserError(f"scenario {scenario.name!r} has no shipped profile: measure one with `edgetrain profile "
+                        f"{'--cluster ' + args.cluster if args.cluster else '--scenario ' + str(args.scenario)} "
+                        f"--out FILE` and pass --profile FILE")
+    if args.decision_steps < 1:
+        raise UserError("--decision-steps must be at least 1")
+    out = Path(args.out) if args.out else _default_run_dir("deploy")
+    report = deploy(args.policy, scenario, load_profile(profile_path), out, backend=backend, cluster=cluster,
+                    decision_steps=args.decision_steps, checkpoint_every=args.checkpoint_every,
+                    time_scale=args.time_scale, seed=args.seed, logdir=args.logdir, progress=_progress)
+    total = report["total"]
+    print(f"trained {total['samples']} samples ({total['steps']} steps) in {total['time_s']:.1f} s over "
+          f"{len(report['decisions'])} decisions, {len(report['recoveries'])} recoveries; final loss "
+          f"{total['final_loss']:.4f}; Zeus cost {total['zeus_cost_per_sample']:.4f} per sample "
+          f"({total['energy_per_sample_j']:.3f} J, {total['time_per_sample_s'] * 1e3:.2f} ms); plans: "
+          f"{', '.join(total['plans_used'])}")
+    print(f"checkpoint: {report['checkpoint']}; metrics: {out / 'metrics.json'}; TensorBoard run: {report['tensorboard']}")
     return 0
 
 
@@ -313,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile = sub.add_parser("profile", help="measure the devices and links the cost model is built from")
     profile.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
     profile.add_argument("--backend", choices=["local", "mininet"], default="mininet")
+    profile.add_argument("--cluster", default=None, help="measure real devices listed in this cluster file instead")
     profile.add_argument("--out", required=True, help="the profile JSON to write")
     profile.add_argument("--run-dir", default=None, help="folder for logs (default: runs/TIME-profile)")
     profile.set_defaults(func=cmd_profile)
@@ -344,7 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--ent-coef", type=float, default=0.01)
     train.add_argument("--net-arch", default="128,128", help="hidden layer sizes (default: 128,128)")
     train.add_argument("--decision-steps", type=int, default=10, help="training steps per decision")
+    train.add_argument("--vary-fleet", action=argparse.BooleanOptionalAction, default=True,
+                       help="train on random subsets of the devices with varied availability (default: on)")
     train.add_argument("--checkpoint-every", type=int, default=10_000, help="save the policy every N env steps")
+    train.add_argument("--online-steps", type=int, default=0,
+                       help="then fine-tune for N decisions on the live mininet testbed (root; default: 0)")
+    train.add_argument("--online-n-steps", type=int, default=16, help="live decisions per online rollout (default: 16)")
+    train.add_argument("--online-learning-rate", type=float, default=1e-4)
+    train.add_argument("--time-scale", type=float, default=1.0,
+                       help="online: scenario seconds per real second for availability (default: 1)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -358,6 +415,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plots", default=None, help="folder for the PNG plots (default: next to --json)")
     evaluate.add_argument("--run", default=None, help="the policy's TensorBoard run, for the learning curve")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    deploy = sub.add_parser("deploy", help="let a learned policy schedule a real training job to its target",
+                            description="Train the scenario's model to its target samples, the policy choosing the "
+                                        "plan at every decision from the live state of the devices.")
+    deploy.add_argument("--policy", required=True, help="policy.zip or policy.onnx from `edgetrain train`")
+    where = deploy.add_mutually_exclusive_group()
+    where.add_argument("--scenario", default=None,
+                       help="bring up this scenario's emulated testbed (root; default: smart-home)")
+    where.add_argument("--cluster", default=None, help="drive the real devices of this cluster file "
+                                                       "(each running `edgetrain worker`)")
+    deploy.add_argument("--profile", default=None, help="profile of the devices (default: the scenario's shipped one)")
+    deploy.add_argument("--out", default=None, help="folder for the checkpoint, metrics.json and runs "
+                                                    "(default: runs/TIME-deploy)")
+    deploy.add_argument("--logdir", default="training_logs", help="TensorBoard runs (default: training_logs)")
+    deploy.add_argument("--decision-steps", type=int, default=10, help="training steps between decisions (default: 10)")
+    deploy.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint every N steps (default: 5)")
+    deploy.add_argument("--target-samples", type=int, default=None, help="override the scenario's target samples")
+    deploy.add_argument("--time-scale", type=float, default=1.0,
+                        help="emulated testbed: scenario seconds per real second for availability (default: 1)")
+    deploy.add_argument("--seed", type=int, default=0, help="seed of the testbed's availability traces")
+    deploy.set_defaults(func=cmd_deploy)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])

@@ -1,10 +1,13 @@
 """`make demo`: the main job on the built-in default scenario, end to end.
 
-1. profile the smart-home devices on the emulated testbed (on this machine's processes without root),
+1. profile the smart-home devices on the emulated testbed,
 2. train a scheduling policy with MaskablePPO on the simulator calibrated by that profile,
-3. evaluate it against the baselines on the same seeded availability traces (table, JSON, plots),
-4. run the plan the policy picks for real on the emulated testbed.
-Online fine-tuning and deployment with live replanning are not part of it yet.
+3. fine-tune it briefly online on the live testbed (every decision trains the model for real),
+4. evaluate it against the baselines on the same seeded availability traces (table, JSON, plots),
+5. deploy it: the policy schedules a real training job on the emulated testbed until the scenario's
+   target is reached, replanning as devices come and go.
+Without root there is no testbed: the devices are profiled as local processes, and steps 3 and 5 are
+skipped (they say so).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pathlib import Path
 
 from edgetrain.errors import RunError, UserError
 
-TIMESTEPS = 30_000
+TIMESTEPS = 60_000
+ONLINE_STEPS = 16
 EPISODES = 10
-LIVE_STEPS = 20
+# Availability runs this much faster than real time while deploying, so that a few minutes of training
+# see devices come and go.
+DEPLOY_TIME_SCALE = 4.0
 
 
 def say(line: str) -> None:
@@ -28,13 +34,15 @@ def say(line: str) -> None:
 
 def main() -> int:
     from edgetrain.backends import open_backend
-    from edgetrain.plans import Plan
     from edgetrain.scenario import load_scenario
     scenario = load_scenario()
     out = Path("runs") / f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
-    backend_name = "mininet" if os.geteuid() == 0 else "local"
-    say(f"== 1/4 profiling the {len(scenario.devices)} devices of {scenario.name} ({backend_name} backend)")
+    live = os.geteuid() == 0
+    backend_name = "mininet" if live else "local"
+    started = time.monotonic()
+
+    say(f"== 1/5 profiling the {len(scenario.devices)} devices of {scenario.name} ({backend_name} backend)")
     from runtime.profile_job import profile_devices
     with open_backend(backend_name, scenario, out / "profile", follow_availability=False, progress=say) as backend:
         profile = profile_devices(scenario, backend.launcher, out / "profile", backend=backend_name,
@@ -43,11 +51,16 @@ def main() -> int:
         profile.update(backend.facts)
     (out / "profile.json").write_text(json.dumps(profile, indent=2))
 
-    say(f"== 2/4 training a policy: MaskablePPO, {TIMESTEPS} simulator steps")
+    online = ONLINE_STEPS if live else 0
+    say(f"== 2/5 training a policy: MaskablePPO, {TIMESTEPS} simulator steps"
+        + (f"; 3/5 then {online} decisions of online fine-tuning on the live testbed" if online else ""))
+    if not online:
+        say("   (3/5 online fine-tuning skipped: the live testbed needs root)")
     from agents.train import TrainConfig, train
-    zip_path, onnx_path, run = train(None, profile, str(out / "policy"), TrainConfig(timesteps=TIMESTEPS))
+    zip_path, onnx_path, run = train(None, profile, str(out / "policy"),
+                                     TrainConfig(timesteps=TIMESTEPS, online_steps=online))
 
-    say(f"== 3/4 evaluating the policy against the baselines ({EPISODES} episodes each)")
+    say(f"== 4/5 evaluating the policy against the baselines ({EPISODES} episodes each, simulator)")
     from agents.evaluate import evaluate, plot_learning_curve, plot_tradeoff, table, write
     from envs.edgetrain_env import EdgeTrainEnv
     report = evaluate(scenario, profile, str(zip_path), EPISODES, progress=say)
@@ -58,31 +71,34 @@ def main() -> int:
         report["plots"]["learning_curve"] = str(curve)
     write(report, str(out / "evaluation.json"))
 
-    chosen = Plan.parse(report["results"]["policy"]["most_used_plan"])
-    say(f"== 4/4 training for real with the policy's plan {chosen} ({LIVE_STEPS} steps, {backend_name})")
-    from runtime.coordinator import Job
-    from runtime.recovery import run_with_recovery
-    try:
-        with open_backend(backend_name, scenario, out / "live", progress=say) as backend:
-            job = Job(scenario=scenario, plan=chosen, steps=LIVE_STEPS, run_dir=out / "live",
-                      checkpoint_out=str(out / "live" / "checkpoint.pt"), device_cores=backend.device_cores,
-                      socket_ifnames=backend.socket_ifnames)
-            metrics = run_with_recovery(job, backend.launcher, progress=say)
-            metrics.extra.update(backend.facts)
-            metrics.write(str(out / "live_metrics.json"))
-    except (UserError, RunError) as exc:
-        say(f"   live run failed: {exc}")
-        metrics = None
+    deployed = None
+    if live:
+        say(f"== 5/5 deploying the policy: training {scenario.objective.target_samples} samples for real on the "
+            f"emulated testbed (availability {DEPLOY_TIME_SCALE:g}x real time)")
+        from agents.deploy import deploy
+        try:
+            deployed = deploy(str(zip_path), scenario, profile, out / "deploy", backend="mininet",
+                              time_scale=DEPLOY_TIME_SCALE, progress=say)
+        except (UserError, RunError) as exc:
+            say(f"   deployment failed: {exc}")
+    else:
+        say("== 5/5 deployment skipped: the emulated testbed needs root (or deploy to real devices with "
+            "`edgetrain deploy --cluster FILE`)")
 
     print("\n" + table(report))
-    if metrics is not None:
-        total = metrics.to_dict()["total"]
-        print(f"\nlive run of {chosen} (ended on {metrics.plans[-1]['plan']}, "
-              f"{len(metrics.recoveries)} recoveries): final loss {metrics.losses[-1]:.4f}, "
-              f"{total['time_per_sample_s'] * 1e3:.2f} ms and {total['energy_per_sample_j']:.3f} J per sample")
-    print(f"\npolicy: {zip_path} and {onnx_path}\nTensorBoard run: {run} (tensorboard --logdir training_logs)\n"
-          f"evaluation: {out / 'evaluation.json'}\nplots: {', '.join(report['plots'].values())}\n"
-          f"profile: {out / 'profile.json'}; live metrics: {out / 'live_metrics.json'}")
+    if deployed is not None:
+        total = deployed["total"]
+        print(f"\ndeployed on the emulated testbed: {total['samples']} samples ({total['steps']} steps) over "
+              f"{len(deployed['decisions'])} decisions, {len(deployed['recoveries'])} recoveries; loss "
+              f"{deployed['steps'][0]['loss']:.3f} -> {total['final_loss']:.3f}; Zeus cost "
+              f"{total['zeus_cost_per_sample']:.4f} per sample ({total['energy_per_sample_j']:.3f} J, "
+              f"{total['time_per_sample_s'] * 1e3:.2f} ms); plans used: {', '.join(total['plans_used'])}")
+        print(f"model checkpoint: {deployed['checkpoint']}; metrics: {out / 'deploy' / 'metrics.json'}; "
+              f"TensorBoard run: {deployed['tensorboard']}")
+    print(f"\npolicy: {zip_path} and {onnx_path}\nTensorBoard run of training: {run} "
+          f"(tensorboard --logdir training_logs)\nevaluation: {out / 'evaluation.json'}\n"
+          f"plots: {', '.join(report['plots'].values())}\nprofile: {out / 'profile.json'}\n"
+          f"demo took {(time.monotonic() - started) / 60:.1f} min")
     return 0
 
 

@@ -40,6 +40,8 @@ FLOAT_BYTES = 4
 # Forward: after attention's and the MLP's row-wise projections; backward: the input gradient of each of
 # the four column-wise projections (wq, wk, wv, w1).
 TP_ALLREDUCES_PER_BLOCK = 6
+# The CFS period of the emulated devices' CPU quotas (Mininet's CPULimitedHost default).
+CFS_PERIOD_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class DeviceModel:
 
 class CostModel:
     def __init__(self, profile: dict, scenario: Scenario):
+        check_profile_matches(profile, scenario)
         self.profile = profile
         self.scenario = scenario
         self.cfg: ModelConfig = scenario.model
@@ -224,6 +227,7 @@ class CostModel:
                     + 2 * layers * self.allreduce_s(devices, n * kv_chunk_bytes)
                     + self.allreduce_s(devices, grad_bytes))
             step = max(compute.values()) + comm + max(optimizer.values())
+        step = self._throttled_step(plan, step, {dev: compute[dev] + optimizer[dev] for dev in devices})
         energy = {}
         for dev in devices:
             model, power = self.devices[dev], get_profile(self.scenario.device(dev).profile)
@@ -237,6 +241,23 @@ class CostModel:
         fits = not problems
         return Prediction(str(plan), step, energy, {k: int(v) for k, v in sent.items()},
                           {k: int(v) for k, v in recv.items()}, memory, fits, problems)
+
+    def _throttled_step(self, plan: Plan, path_s: float, busy_s: dict[str, float]) -> float:
+        """A device under a CPU quota (CFS: `rate` of a core per period) hides waits in the part of each
+        period it would spend throttled anyway: a wait costs it only what exceeds that slack. So the
+        step is what its most loaded device needs: its busy time plus the waits of the critical path
+        (`path_s`, the schedule's step at sustained speed) that do not fit its slack. A device without a
+        quota (rate 1) hides nothing, and the step is the critical path."""
+        gaps = {"local": 0, "dp": 1, "pp": 2, "tp": TP_ALLREDUCES_PER_BLOCK * self.cfg.layers,
+                "sp": 4 * self.cfg.layers + 1}[plan.kind]
+        if not gaps:
+            return path_s
+        step = 0.0
+        for dev, busy in busy_s.items():
+            slack = (1.0 - min(self.devices[dev].sustained_cpu_rate, 1.0)) * CFS_PERIOD_S
+            waits = max(path_s - busy, 0.0)
+            step = max(step, busy + gaps * max(waits / gaps - slack, 0.0))
+        return step
 
     def _memory(self, plan: Plan) -> dict[str, float]:
         """Measured activation bytes per row of each part, plus 16 bytes per parameter held."""
@@ -279,6 +300,24 @@ def load_profile(path: str) -> dict:
         raise UserError(f"profile {path}: not an edgetrain profile of format {PROFILE_FORMAT} "
                         "(run `edgetrain profile` to make one)")
     return profile
+
+
+def check_profile_matches(profile: dict, scenario: Scenario) -> None:
+    """A profile predicts only the model and the devices it measured: same model, every device of the
+    scenario measured, and (when the profile was taken on the testbed) the same CPU shares and links."""
+    from dataclasses import asdict
+    name = profile.get("scenario", "?")
+    if profile.get("model") is not None and profile["model"] != asdict(scenario.model):
+        raise UserError(f"the profile of {name} was measured for another model than scenario {scenario.name}'s")
+    missing = [d for d in scenario.device_names if d not in profile.get("devices", {})]
+    if missing:
+        raise UserError(f"the profile of {name} has no measurements of {', '.join(missing)}")
+    emulated = profile.get("emulation", {}).get("devices", {})
+    for device in scenario.devices:
+        measured = emulated.get(device.name)
+        if measured and (measured["cpu_share"], measured["bandwidth_mbps"]) != (device.cpu_share, device.bandwidth_mbps):
+            raise UserError(f"the profile of {name} measured {device.name} with another CPU share or bandwidth "
+                            f"than scenario {scenario.name} gives it")
 
 
 def fits_memory(prediction: Prediction, scenario: Scenario) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from itertools import combinations
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from edgetrain.availability import sample_trace
-from edgetrain.config import Scenario
+from edgetrain.config import Availability, Scenario
 from edgetrain.plans import PLAN_KINDS, Plan
 from edgetrain.profiles import get_profile
 from envs.costmodel import CostModel
@@ -74,14 +75,19 @@ class EdgeTrainEnv(gym.Env):
     ## Arguments
     - `scenario`: a Scenario, or a scenario file / built-in name.
     - `profile`: a profile dict or file from `edgetrain profile` (calibrates the simulator).
-    - `backend`: "sim" (cost model + noise + sampled availability) or "mininet" (the live emulated
+    - `backend`: "sim" (cost model + noise + sampled availability), "mininet" (the live emulated
       testbed: each step trains for real; availability follows the testbed's traces; the network and
-      workers stay up across episodes and come down on `close()`; needs root).
+      workers stay up across episodes and come down on `close()`; needs root) or "cluster" (real
+      devices: `cluster` is a loaded cluster file, edgetrain/cluster.py).
     - `time_scale`: mininet: scenario seconds per real second for availability.
+    - `live_dir`: live backends: where runs and checkpoints go (a temporary folder by default);
+      `progress`: a function that takes the live runtime's progress lines.
     - `decision_steps`: training steps per decision (default 10).
     - `noise`: relative standard deviation of the simulated time and energy (default 0.05).
     - `switch_s`: seconds to restart shards on a new plan (default 2.0).
     - `checkpoint_every`: steps between checkpoints (default 5, as `edgetrain run`).
+    - `vary_fleet`: sim: every episode a random subset of the devices in random slots, with varied
+      availability (domain randomisation, so that one policy serves fleets it was not trained on).
 
     ## Version History
     - v0: initial version.
@@ -90,21 +96,25 @@ class EdgeTrainEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario=None, profile=None, backend: str = "sim", decision_steps: int = 10,
-                 noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5, time_scale: float = 1.0):
+                 noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5, time_scale: float = 1.0,
+                 cluster=None, live_dir: Optional[str] = None, progress=None, vary_fleet: bool = False):
         from edgetrain.scenario import load_scenario
         from envs.costmodel import load_profile
-        if backend not in ("sim", "mininet"):
-            raise ValueError(f"unknown backend {backend!r} (sim or mininet)")
+        if backend not in ("sim", "mininet", "cluster"):
+            raise ValueError(f"unknown backend {backend!r} (sim, mininet or cluster)")
         self.backend = backend
         self.time_scale = time_scale
+        self.cluster = cluster
+        self.live_dir = live_dir
+        self.progress = progress
         self.live = None
         self.scenario: Scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if len(self.scenario.devices) > MAX_DEVICES:
             raise ValueError(f"EdgeTrain-v0 serves fleets of up to {MAX_DEVICES} devices")
         self.profile = profile if isinstance(profile, dict) else load_profile(profile or default_profile_path(self.scenario))
         self.cost = CostModel(self.profile, self.scenario)
-        self.names = self.scenario.device_names
-        self.n = len(self.names)
+        self.base_scenario = self.scenario
+        self.vary_fleet = vary_fleet
         self.decision_steps = decision_steps
         self.noise = noise
         self.switch_s = switch_s
@@ -112,25 +122,64 @@ class EdgeTrainEnv(gym.Env):
         self.batch = self.scenario.model.batch_size
         self.target = self.scenario.objective.target_samples
         self.eta = self.scenario.objective.eta
-        self.powers = [get_profile(d.profile) for d in self.scenario.devices]
-        self.max_power = sum(p.active_power_w.value for p in self.powers)
-        self.interval_samples = decision_steps * self.batch
         self.action_space = spaces.MultiDiscrete([len(PLAN_KINDS)] + [2] * MAX_DEVICES)
         self.observation_space = spaces.Box(0.0, 1.0, (MAX_DEVICES * DEVICE_FEATURES + 7,), dtype=np.float32)
-        local_times = [self.cost.predict(Plan("local", (name,))).step_time_s for name in self.names]
-        self.speed_order = sorted(range(self.n), key=lambda i: local_times[i])  # fastest first
-        self._static = np.zeros((MAX_DEVICES, DEVICE_FEATURES), dtype=np.float32)
-        for i, device in enumerate(self.scenario.devices):
-            self._static[i, 0] = 1.0
-            self._static[i, 3] = min(local_times) / local_times[i]
-            self._static[i, 4] = min(device.bandwidth_mbps / 100.0, 1.0)
-            self._static[i, 5] = min(device_memory_mb(self.scenario, device.name) / 8192.0, 1.0)
-            self._static[i, 6] = min(self.powers[i].idle_power_w.value / 30.0, 1.0)
-            self._static[i, 7] = min(self.powers[i].active_power_w.value / 30.0, 1.0)
-        self._resolved: dict[tuple[int, int], tuple] = {}
-        self._kind_masks: dict[int, np.ndarray] = {}
-        self._battery_j = [d.battery_wh * 3600 if d.battery_wh else None for d in self.scenario.devices]
+        self.interval_samples = decision_steps * self.batch
+        self._fleets: dict[tuple, dict] = {}
+        self._use_fleet(self.scenario)
         self._horizon_s = 0.0
+
+    # --- the fleet ---------------------------------------------------------------------------------------
+    def _use_fleet(self, scenario: Scenario) -> None:
+        """Make `scenario`'s devices, in its order, the fleet of the slots. What depends only on the
+        devices and their order (static features, resolved plans, kind masks) is kept per fleet."""
+        self.scenario = scenario
+        self.names = scenario.device_names
+        self.n = len(self.names)
+        self.powers = [get_profile(d.profile) for d in scenario.devices]
+        self.max_power = sum(p.active_power_w.value for p in self.powers)
+        self._battery_j = [d.battery_wh * 3600 if d.battery_wh else None for d in scenario.devices]
+        fleet = self._fleets.get(tuple(self.names))
+        if fleet is None:
+            local_times = [self.cost.predict(Plan("local", (name,))).step_time_s for name in self.names]
+            static = np.zeros((MAX_DEVICES, DEVICE_FEATURES), dtype=np.float32)
+            for i, device in enumerate(scenario.devices):
+                static[i, 0] = 1.0
+                static[i, 3] = min(local_times) / local_times[i]
+                static[i, 4] = min(device.bandwidth_mbps / 100.0, 1.0)
+                static[i, 5] = min(device_memory_mb(scenario, device.name) / 8192.0, 1.0)
+                static[i, 6] = min(self.powers[i].idle_power_w.value / 30.0, 1.0)
+                static[i, 7] = min(self.powers[i].active_power_w.value / 30.0, 1.0)
+            fleet = self._fleets[tuple(self.names)] = {
+                "speed_order": sorted(range(self.n), key=lambda i: local_times[i]),  # fastest first
+                "static": static, "resolved": {}, "kind_masks": {}, "slowest_local_s": max(local_times)}
+        self.speed_order = fleet["speed_order"]
+        self._static = fleet["static"]
+        self._resolved: dict[tuple[int, int], tuple] = fleet["resolved"]
+        self._kind_masks: dict[int, np.ndarray] = fleet["kind_masks"]
+        self._slowest_local_s = fleet["slowest_local_s"]
+
+    def _random_fleet(self) -> Scenario:
+        """Domain randomisation for training a policy that serves other fleets than the one it learned
+        on: a random subset (at least two devices) of the scenario's devices in random slots, with
+        their availability made more or less stable, and devices that were always there sometimes
+        coming and going."""
+        rng = self.np_random
+        devices = list(self.base_scenario.devices)
+        size = int(rng.integers(2, len(devices) + 1)) if rng.random() < 0.5 else len(devices)
+        chosen = [devices[i] for i in rng.permutation(len(devices))[:size]]
+        varied = []
+        for device in chosen:
+            availability = device.availability
+            if availability.kind == "markov":
+                availability = dataclasses.replace(availability,
+                                                   mean_up_s=availability.mean_up_s * float(np.exp(rng.uniform(-0.7, 0.7))),
+                                                   mean_down_s=availability.mean_down_s * float(np.exp(rng.uniform(-0.7, 0.7))))
+            elif availability.kind == "always" and rng.random() < 0.3:
+                availability = Availability("markov", mean_up_s=float(rng.uniform(300, 3600)),
+                                            mean_down_s=float(rng.uniform(60, 300)))
+            varied.append(dataclasses.replace(device, availability=availability))
+        return dataclasses.replace(self.base_scenario, devices=tuple(varied))
 
     # --- availability ----------------------------------------------------------------------------------
     def _sample_traces(self, horizon_s: float) -> None:
@@ -178,10 +227,11 @@ class EdgeTrainEnv(gym.Env):
     # --- Gymnasium API -----------------------------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
-        if self.backend == "mininet":
+        if self.backend != "sim":
             return self._reset_live()
-        expected = self.target / self.batch * max(p.step_time_s for p in
-                                                  (self.cost.predict(Plan("local", (n,))) for n in self.names))
+        if self.vary_fleet:
+            self._use_fleet(self._random_fleet())
+        expected = self.target / self.batch * self._slowest_local_s
         self._flat = [False] * self.n
         self._sample_traces(max(4 * expected, 3600.0))
         self.t = 0.0
@@ -343,10 +393,12 @@ class EdgeTrainEnv(gym.Env):
 
     # --- live backend ----------------------------------------------------------------------------------
     def _reset_live(self):
-        from envs.live import LiveTestbed
+        from envs.live import LiveFleet
         if self.live is None:
-            self.live = LiveTestbed(self.scenario, seed=int(self.np_random.integers(2 ** 31)),
-                                    time_scale=self.time_scale)
+            self.live = LiveFleet(self.scenario, backend=self.backend, cluster=self.cluster,
+                                  seed=int(self.np_random.integers(2 ** 31)), time_scale=self.time_scale,
+                                  run_dir=self.live_dir, checkpoint_every=self.checkpoint_every,
+                                  progress=self.progress or (lambda line: None))
         self.live.new_episode()
         self.t = 0.0
         self.samples = 0
@@ -359,15 +411,18 @@ class EdgeTrainEnv(gym.Env):
         return self._observation(), {}
 
     def _step_live(self, action):
+        waited = self.live.wait_for_devices()  # no device at all: time passes until one returns
         available = self._available_mask()
-        if available == 0:
-            raise RuntimeError("no device of the testbed is available")
         plan, _, _, _ = self._resolved_plan(int(action[0]), self._selected(action, available))
-        run = self.live.train(Plan(plan[0], tuple(self.names[i] for i in plan[1])), self.decision_steps)
+        remaining = -(-(self.target - self.samples) // self.batch)  # the last interval stops at the target
+        run = self.live.train(Plan(plan[0], tuple(self.names[i] for i in plan[1])),
+                              min(self.decision_steps, remaining))
         total = run["total"]
-        energy, time_s = total["energy_j"], total["wall_s"]  # wall: startup, switch and recovery included
+        energy = total["energy_j"]
+        time_s = total["wall_s"] + waited  # wall: startup, switch and recovery included
         samples = len(run["steps"]) * self.batch
         failures = len(run["recoveries"])
+        previous = self.plan
         self.t += time_s
         self.samples += samples
         self.plan = plan if not failures else None
@@ -375,8 +430,9 @@ class EdgeTrainEnv(gym.Env):
         self.battery = self.live.battery()
         cost = self.eta * energy + (1 - self.eta) * self.max_power * time_s
         info = {"energy_j": energy, "time_s": time_s, "samples": samples, "plan": run["plans"][-1]["plan"],
-                "failures": failures, "lost_steps": len(run["lost_steps"]), "switched": True, "zeus_cost": cost,
-                "measured": True, "steps": [run["steps"][0]["step"], run["steps"][-1]["step"]]}
+                "failures": failures, "lost_steps": len(run["lost_steps"]), "switched": plan != previous,
+                "zeus_cost": cost, "measured": True, "steps": [run["steps"][0]["step"], run["steps"][-1]["step"]],
+                "run": run}
         return self._observation(), float(-cost / self.interval_samples), self.samples >= self.target, False, info
 
     def close(self):

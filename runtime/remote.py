@@ -112,6 +112,8 @@ class RemoteLauncher(Launcher):
         self.token = token
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.clients: dict[str, WorkerClient] = {}
+        self.refused: dict[str, str] = {}
+        """Devices whose peer failed authentication (or is another device), with why: never trusted."""
 
     def connect_all(self, timeout_s: float = 10.0) -> None:
         for device in self.addresses:
@@ -128,6 +130,10 @@ class RemoteLauncher(Launcher):
             self.clients[device] = WorkerClient(device, self.addresses[device], self.token, timeout_s)
         except (OSError, ConnectionError):
             return None  # not there (yet)
+        except ProtocolError as exc:
+            self.refused[device] = str(exc)
+            return None
+        self.refused.pop(device, None)
         return self.clients[device]
 
     def master_address(self, spec_device: str) -> str:

@@ -1,8 +1,14 @@
-"""The profile shipped with smart-home is current: the simulator works out of the box."""
+"""The profile shipped with smart-home is current: the simulator works out of the box, for every
+built-in scenario, and a profile of other devices or another model is refused."""
+
+import dataclasses
 
 import numpy as np
+import pytest
 from gymnasium.utils.env_checker import check_env
 
+from edgetrain.errors import UserError
+from edgetrain.scenario import builtin_scenarios, load_scenario
 from envs.edgetrain_env import EdgeTrainEnv
 
 
@@ -11,5 +17,22 @@ def test_the_default_env_runs_on_the_shipped_profile():
     check_env(env)
     env.reset(seed=0)
     _, reward, _, _, info = env.step(np.array([1] + [1] * 5 + [0] * 3))  # dp on every device
-    assert reward < 0 and info["samples"] in (0, 10 * 12)
+    assert reward < 0 and info["samples"] in (0, 10 * env.batch)
     assert env.profile["backend"] == "mininet" and len(env.profile["devices"]) == 5
+
+
+@pytest.mark.parametrize("name", builtin_scenarios())
+def test_every_builtin_scenario_has_a_profile_that_matches_it(name):
+    env = EdgeTrainEnv(scenario=name)
+    assert env.n == len(load_scenario(name).devices)
+
+
+def test_a_profile_of_another_model_or_other_links_is_refused():
+    scenario = load_scenario()
+    bigger = dataclasses.replace(scenario, model=dataclasses.replace(scenario.model, layers=6))
+    with pytest.raises(UserError, match="another model"):
+        EdgeTrainEnv(scenario=bigger)
+    faster = dataclasses.replace(scenario, devices=(dataclasses.replace(scenario.devices[0], bandwidth_mbps=999),)
+                                 + scenario.devices[1:])
+    with pytest.raises(UserError, match="another CPU share or bandwidth"):
+        EdgeTrainEnv(scenario=faster)

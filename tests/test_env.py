@@ -100,3 +100,25 @@ def test_infeasible_combinations_resolve_to_a_plan_that_can_run(profile):
     kind, members = env.resolve(0, 0b111)
     assert kind == "local" and len(members) == 1
     assert members[0] == env.speed_order[0]
+
+
+def test_varied_fleets_use_subsets_in_random_slots_and_stay_valid(profile):
+    env = EdgeTrainEnv(scenario=TINY, profile=profile, vary_fleet=True)
+    fleets = set()
+    rng = np.random.default_rng(0)
+    for seed in range(30):
+        obs, _ = env.reset(seed=seed)
+        fleets.add(tuple(env.names))
+        assert obs[: MAX_DEVICES * 10].reshape(MAX_DEVICES, 10)[:, 0].sum() == env.n >= 2  # slots held
+        for _ in range(5):
+            mask = env.action_masks()
+            assert not mask[5 + 2 * env.n + 1::2].any()  # slots beyond this episode's fleet stay empty
+            obs, _, terminated, _, info = env.step(random_valid_action(env, rng))
+            assert set(info["plan"].split(":")[1].split(",")) <= set(env.names)
+            if terminated:
+                break
+    assert len(fleets) > 5  # subsets and orders both vary
+    assert any(len(f) < 3 for f in fleets) and any(len(f) == 3 for f in fleets)
+    again = EdgeTrainEnv(scenario=TINY, profile=profile, vary_fleet=True)
+    again.reset(seed=29)
+    assert tuple(again.names) == tuple(env.names)  # seeded: the same episode gets the same fleet

@@ -68,3 +68,49 @@ def test_cli_reports_a_missing_scenario_file(tmp_path):
     result = run_cli("scenario", "validate", "--scenario", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "no such scenario file" in result.stderr and "Traceback" not in result.stderr
+
+
+CLUSTER_CASES = [
+    ("devices: {a: {address: '127.0.0.1:7000'}}", "token_file: required"),
+    ("token_file: t\ndevices: {a: {address: 'nohost'}}", "address must be HOST:PORT"),
+    ("token_file: t\ndevices: {a: {address: '127.0.0.1:99999'}}", "port in 1..65535"),
+    ("token_file: t\ndevices: {zz: {address: 'h:1'}}", "not a device of scenario"),
+    ("token_file: t\ndevices: {a: 'h:1'}", "no address for b, c"),
+    ("token_file: t\nextra: 1\ndevices: {a: 'h:1'}", "unknown key(s) extra"),
+    ("[1, 2", "not a YAML file"),
+]
+
+
+@pytest.mark.parametrize("body, expected", CLUSTER_CASES)
+def test_bad_cluster_files_get_one_sentence_naming_the_key(tmp_path, body, expected):
+    from conftest import TINY
+    from edgetrain.cluster import load_cluster
+    from edgetrain.errors import UserError
+    path = tmp_path / "c.yaml"
+    path.write_text(f"scenario: {TINY}\n{body}\n" if not body.startswith("[") else body)
+    with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        load_cluster(str(path))
+
+
+def test_a_good_cluster_file_resolves_addresses_and_the_token_path(tmp_path):
+    from conftest import TINY
+    from edgetrain.cluster import load_cluster
+    path = tmp_path / "c.yaml"
+    path.write_text(f"scenario: {TINY}\ntoken_file: secret\ndevices:\n  a: {{address: '10.0.0.1:7077', "
+                    "socket_ifname: wlan0}\n  b: '10.0.0.2:7077'\n  c: {address: 'pi.local:7078'}\n")
+    cluster = load_cluster(str(path))
+    assert cluster.scenario.name == "tiny"
+    assert cluster.devices["a"].address == ("10.0.0.1", 7077) and cluster.devices["a"].socket_ifname == "wlan0"
+    assert cluster.devices["c"].address == ("pi.local", 7078) and cluster.devices["b"].socket_ifname is None
+    assert cluster.token_file == str(tmp_path / "secret")
+
+
+def test_deploy_without_a_profile_for_an_unprofiled_cluster_says_how_to_make_one(tmp_path):
+    from conftest import TINY
+    path = tmp_path / "c.yaml"
+    path.write_text(f"scenario: {TINY}\ntoken_file: secret\ndevices: {{a: 'h:1', b: 'h:2', c: 'h:3'}}\n")
+    (tmp_path / "policy.zip").write_bytes(b"x")
+    result = run_cli("deploy", "--policy", str(tmp_path / "policy.zip"), "--cluster", str(path))
+    assert result.returncode == 2
+    assert "no shipped profile" in result.stderr and "edgetrain profile --cluster" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,161 @@
+"""`edgetrain deploy`: a learned policy schedules a real training job.
+
+At every decision the policy observes the live fleet (which devices are there, for how long, their
+batteries, the job's progress and current plan) through EdgeTrain-v0's live backend, picks a plan,
+and the runtime trains that plan for real for one decision interval, from the job's last checkpoint.
+A device that leaves during an interval is recovered from at once (restore the last checkpoint, go on
+with the devices left); at the next decision the policy replans with what it sees, returning devices
+included. It ends when the scenario's target samples are trained, and leaves the trained model's
+checkpoint, a metrics JSON and a TensorBoard run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgetrain.config import Scenario
+from edgetrain.errors import UserError
+from envs.edgetrain_env import EdgeTrainEnv
+
+ActFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def load_policy(path: str) -> ActFn:
+    """`act(observation, action_mask) -> action` from an SB3 zip or its ONNX export."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"policy {path}: no such file (a policy.zip or policy.onnx from `edgetrain train`)")
+    if file.suffix == ".onnx":
+        from agents.train import OnnxPolicy
+        try:
+            onnx = OnnxPolicy(str(file))
+        except Exception as exc:  # onnxruntime raises its own exception types for a bad model file
+            raise UserError(f"policy {path}: not a loadable ONNX model ({type(exc).__name__})") from None
+        return onnx.predict
+    from sb3_contrib import MaskablePPO
+    try:
+        model = MaskablePPO.load(str(file), device="cpu")
+    except Exception as exc:  # SB3 raises zipfile, pickle-free JSON and key errors for a foreign file
+        raise UserError(f"policy {path}: not a MaskablePPO policy saved by `edgetrain train` "
+                        f"({type(exc).__name__})") from None
+
+    def act(observation: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        action, _ = model.predict(observation, action_masks=mask, deterministic=True)
+        return action
+
+    return act
+
+
+def deploy(policy: str, scenario: Scenario, profile, out: Path, backend: str = "mininet", cluster=None,
+           decision_steps: int = 10, checkpoint_every: int = 5, time_scale: float = 1.0, seed: int = 0,
+           logdir: str = "training_logs", progress: Callable[[str], None] = lambda line: None,
+           env_hook: Optional[Callable[[EdgeTrainEnv, int], None]] = None) -> dict:
+    """Run the job to its target under the policy; returns (and writes to out/metrics.json) the report.
+    `env_hook(env, decision)` runs before every decision (tests use it to make a device leave)."""
+    from torch.utils.tensorboard import SummaryWriter
+    act = load_policy(policy)
+    out.mkdir(parents=True, exist_ok=True)
+    env = EdgeTrainEnv(scenario=scenario, profile=profile, backend=backend, cluster=cluster,
+                       decision_steps=decision_steps, checkpoint_every=checkpoint_every, time_scale=time_scale,
+                       live_dir=str(out / "live"), progress=progress)
+    run_dir = Path(logdir) / f"{scenario.name}__deploy__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    writer = SummaryWriter(str(run_dir))
+    decisions: list[dict] = []
+    steps: list[dict] = []
+    recoveries: list[dict] = []
+    lost_steps = 0
+    started = time.monotonic()
+    try:
+        obs, _ = env.reset(seed=seed)
+        progress(f"deploying {policy} on {scenario.name} ({backend}): {scenario.objective.target_samples} samples "
+                 f"to train, {decision_steps} steps per decision")
+        terminated = False
+        while not terminated:
+            if env_hook is not None:
+                env_hook(env, len(decisions))
+            available = [name for name, up in zip(env.names, env.live.available()) if up]
+            mask = env.action_masks()
+            action = np.asarray(act(obs, mask))
+            chosen = env.resolve(int(action[0]), env._selected(action, env._available_mask()))
+            obs, reward, terminated, _, info = env.step(action)
+            run = info.pop("run")
+            steps.extend({"step": s["step"], "loss": s["loss"], "time_s": s["time_s"], "energy_j": s["energy_j"],
+                          "plan": _plan_at(run["plans"], s["step"])} for s in run["steps"])
+            recoveries.extend(run["recoveries"])
+            lost_steps += info["lost_steps"]
+            decision = {"decision": len(decisions), "available": available,
+                        "policy_plan": f"{chosen[0]}:{','.join(env.names[i] for i in chosen[1])}" if chosen else None,
+                        "ran": [p["plan"] for p in run["plans"]], "steps": info["steps"],
+                        "samples_done": env.samples, "time_s": info["time_s"], "energy_j": info["energy_j"],
+                        "zeus_cost": info["zeus_cost"], "failures": info["failures"], "loss": run["steps"][-1]["loss"]}
+            decisions.append(decision)
+            _log_decision(writer, decision, run)
+            progress(f"decision {decision['decision']}: {decision['policy_plan']} (available: {', '.join(available)}) "
+                     f"-> steps {info['steps'][0]}..{info['steps'][1]}, loss {decision['loss']:.4f}, "
+                     f"{info['time_s']:.1f} s, {env.samples}/{env.target} samples"
+                     + (f", {info['failures']} recovery" if info["failures"] else ""))
+        checkpoint = out / "checkpoint.pt"
+        shutil.copyfile(env.live.episode_checkpoint, checkpoint)
+    finally:
+        writer.close()
+        env.close()
+    energy = sum(d["energy_j"] for d in decisions)
+    time_s = sum(d["time_s"] for d in decisions)
+    cost = sum(d["zeus_cost"] for d in decisions)
+    samples = len(steps) * scenario.model.batch_size
+    report = {
+        "scenario": scenario.name, "policy": str(policy), "backend": backend, "target_samples": env.target,
+        "decision_steps": decision_steps, "checkpoint": str(checkpoint), "tensorboard": str(run_dir),
+        "decisions": decisions, "steps": steps, "recoveries": recoveries,
+        "total": {"samples": samples, "steps": len(steps), "lost_steps": lost_steps, "energy_j": energy,
+                  "time_s": time_s, "wall_s": time.monotonic() - started, "zeus_cost": cost,
+                  "zeus_cost_per_sample": cost / samples, "energy_per_sample_j": energy / samples,
+                  "time_per_sample_s": time_s / samples, "final_loss": steps[-1]["loss"],
+                  "plans_used": sorted({p for d in decisions for p in d["ran"]})},
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _plan_at(plans: list[dict], step: int) -> str:
+    """The plan that trained `step` (a run's plans, each from the step it resumed after)."""
+    current = plans[0]["plan"]
+    for entry in plans:
+        if entry["from_step"] < step:
+            current = entry["plan"]
+    return current
+
+
+def _log_decision(writer, decision: dict, run: dict) -> None:
+    from edgetrain.plans import PLAN_KINDS
+    index = decision["decision"]
+    for s in run["steps"]:
+        writer.add_scalar("train/loss", s["loss"], s["step"])
+        writer.add_scalar("train/step_time_s", s["time_s"], s["step"])
+        writer.add_scalar("train/step_energy_j", s["energy_j"], s["step"])
+    writer.add_scalar("deploy/zeus_cost_per_sample", decision["zeus_cost"] / max(run["total"]["samples"], 1), index)
+    writer.add_scalar("deploy/time_s", decision["time_s"], index)
+    writer.add_scalar("deploy/energy_j", decision["energy_j"], index)
+    writer.add_scalar("deploy/available_devices", len(decision["available"]), index)
+    writer.add_scalar("deploy/failures", decision["failures"], index)
+    last = decision["ran"][-1]
+    kind, _, devices = last.partition(":")
+    writer.add_scalar("deploy/plan_kind", PLAN_KINDS.index(kind), index)
+    writer.add_scalar("deploy/devices_in_plan", len(devices.split(",")), index)
+    writer.add_text("deploy/plan", f"decision {index}: {' then '.join(decision['ran'])}", index)
+
+
+def with_target(scenario: Scenario, target_samples: Optional[int]) -> Scenario:
+    if target_samples is None:
+        return scenario
+    if target_samples < 1:
+        raise UserError("--target-samples must be at least 1")
+    return dataclasses.replace(scenario, objective=dataclasses.replace(scenario.objective,
+                                                                        target_samples=target_samples))
