@@ -94,7 +94,8 @@ def deploy(policy: str, scenario: Scenario, profile, out: Path, backend: str = "
                         "policy_plan": f"{chosen[0]}:{','.join(env.names[i] for i in chosen[1])}" if chosen else None,
                         "ran": [p["plan"] for p in run["plans"]], "steps": info["steps"],
                         "samples_done": env.samples, "time_s": info["time_s"], "energy_j": info["energy_j"],
-                        "zeus_cost": info["zeus_cost"], "failures": info["failures"], "loss": run["steps"][-1]["loss"]}
+                        "zeus_cost": info["zeus_cost"], "failures": info["failures"], "loss": run["steps"][-1]["loss"],
+                        "checkpoints": [c["step"] for c in run["checkpoints"]]}
             decisions.append(decision)
             _log_decision(writer, decision, run)
             progress(f"decision {decision['decision']}: {decision['policy_plan']} (available: {', '.join(available)}) "

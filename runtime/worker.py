@@ -61,13 +61,20 @@ class Worker:
         self.started = time.time()
         self._lock = threading.Lock()
         self._shards: dict[int, subprocess.Popen] = {}
-        self._forwarders: list[threading.Thread] = []
+        """Running shards by rank (a process is here from its plan's start until it is done)."""
+        self._routes: dict[int, tuple[Channel, int]] = {}
+        """Per process id: the coordinator channel and rank its events go to (its current plan's)."""
+        self._forwarders: dict[int, threading.Thread] = {}
         self._spare: Optional[subprocess.Popen] = None
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
         self.server: Optional[socket.socket] = None
 
     # --- shard processes -------------------------------------------------------------------------
+    # One warm process at a time is kept: a new one is made only when none is left, and a process that
+    # finished its plan cleanly becomes the warm one again. Importing torch beside a running shard would
+    # steal the device's CPU (all of it counts against an emulated device's quota), and importing it
+    # again for every plan would cost seconds per plan on a small device.
     def _new_shard_process(self) -> subprocess.Popen:
         stderr = subprocess.DEVNULL
         if self.log_dir:
@@ -78,11 +85,14 @@ class Worker:
                                    env=shard_environment(self.socket_ifname), start_new_session=True)
         if stderr is not subprocess.DEVNULL:
             stderr.close()
+        forwarder = threading.Thread(target=self._forward, args=(process,), daemon=True)
+        self._forwarders[process.pid] = forwarder
+        forwarder.start()
         return process
 
     def warm_up(self) -> None:
         with self._lock:
-            if self._spare is None or self._spare.poll() is not None:
+            if not self._stopping.is_set() and (self._spare is None or self._spare.poll() is not None):
                 self._spare = self._new_shard_process()
 
     def start_shard(self, spec: ShardSpec, channel: Channel) -> None:
@@ -93,34 +103,52 @@ class Worker:
             self._spare = None
             process = process or self._new_shard_process()
             self._shards[spec.rank] = process
-        process.stdin.write(spec.to_json())
-        process.stdin.close()
-        forwarder = threading.Thread(target=self._forward, args=(spec.rank, process, channel), daemon=True)
-        with self._lock:
-            self._forwarders.append(forwarder)
-        forwarder.start()
-        # The next spare is made once this shard is done: importing torch beside a running shard would
-        # steal the device's CPU (all of it counts against an emulated device's quota).
+            self._routes[process.pid] = (channel, spec.rank)
+        try:
+            process.stdin.write(spec.to_json() + "\n")
+            process.stdin.flush()
+        except OSError:
+            raise RuntimeError("the shard process died before it got its plan") from None
 
-    def _forward(self, rank: int, process: subprocess.Popen, channel: Channel) -> None:
+    def _forward(self, process: subprocess.Popen) -> None:
+        """Relay one process's events, for its whole life, to the coordinator of its current plan."""
         try:
             for line in process.stdout:
                 event = decode_event(line.rstrip("\n"))
-                if event is not None:
-                    channel.send({"type": "event", "event": event})
-            channel.send({"type": "exit", "rank": rank, "code": process.wait()})
+                if event is None:
+                    continue
+                with self._lock:
+                    route = self._routes.get(process.pid)
+                    if event["event"] == "done":  # back to warm: it can take the next plan
+                        self._routes.pop(process.pid, None)
+                        for rank, running in list(self._shards.items()):
+                            if running is process:
+                                del self._shards[rank]
+                        if self._spare is None or self._spare.poll() is not None:
+                            self._spare = process
+                        else:
+                            process.stdin.close()  # one warm process is enough: this one ends
+                if route is not None:
+                    route[0].send({"type": "event", "event": event})
+            code = process.wait()
+            with self._lock:
+                route = self._routes.pop(process.pid, None)
+            if route is not None:
+                route[0].send({"type": "exit", "rank": route[1], "code": code})
         except OSError:
             process.kill()  # the coordinator is gone: a shard nobody listens to must not keep running
         finally:
+            with self._lock:
+                self._forwarders.pop(process.pid, None)
             if not self._stopping.is_set():
                 self.warm_up()
 
     def stop_shards(self) -> None:
-        """Kill every shard and wait until their exits have been sent: a coordinator that reads
-        `stopped` has seen the last word of this plan's shards."""
+        """Kill every running shard (warm ones stay) and wait until their exits have been sent: a
+        coordinator that reads `stopped` has seen the last word of this plan's shards."""
         with self._lock:
             shards, self._shards = list(self._shards.values()), {}
-            forwarders, self._forwarders = self._forwarders, []
+            forwarders = [self._forwarders[p.pid] for p in shards if p.pid in self._forwarders]
         for process in shards:
             if process.poll() is None:
                 try:

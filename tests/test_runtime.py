@@ -76,7 +76,7 @@ def test_metrics_measure_time_traffic_and_energy_per_device(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--plan", "tp:laptop,orin-nano,pi4,phone"], "6 attention heads are not divisible by the tensor-parallel degree 4"),
-    (["--plan", "sp:laptop,orin-nano,pi4,phone,xavier-nx"], "seq_len 48 is not divisible by the sequence-parallel degree 5"),
+    (["--plan", "sp:laptop,orin-nano,pi4,phone,xavier-nx"], "seq_len 96 is not divisible by the sequence-parallel degree 5"),
     (["--plan", "pp:laptop,orin-nano,pi4,phone,xavier-nx"], "5 pipeline stages are more than the model's 4 layers"),
     (["--plan", "dp:laptop,toaster"], "unknown device 'toaster'"),
     (["--plan", "zz:laptop"], "unknown plan kind 'zz'"),
@@ -95,3 +95,40 @@ def test_a_model_too_big_for_a_device_is_refused(tmp_path):
     with pytest.raises(PlanError, match=r"does not fit c: it needs about \d+ MiB, the device has 600 MiB"):
         from runtime.feasibility import check_plan
         check_plan(Plan.parse("dp:a,c"), load_scenario(str(big)))
+
+
+def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_losses, tmp_path):
+    """Three workers on loopback run dp, then pp from its checkpoint, in the same warm processes: the
+    second plan imports nothing, and training goes on exactly as on one device."""
+    import socket
+    import threading
+    import time
+
+    from runtime.remote import RemoteLauncher
+    from runtime.worker import Worker
+    token = b"reuse-test-token-0123456789abcdef"
+    workers = {}
+    for device in ("a", "b", "c"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        workers[device] = Worker(device, ("127.0.0.1", port), token, socket_ifname="lo")
+        threading.Thread(target=workers[device].serve_forever, daemon=True).start()
+    launcher = RemoteLauncher({d: w.listen for d, w in workers.items()}, token)
+    try:
+        deadline = time.monotonic() + 60
+        while len(launcher.available_devices(list(workers))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        checkpoint = str(tmp_path / "ckpt.pt")
+        scenario = load_scenario(TINY)
+        first = run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b,c"), steps=3, run_dir=tmp_path / "one",
+                            checkpoint_out=checkpoint, socket_ifnames={d: "lo" for d in workers}), launcher)
+        warm = {d: w._spare.pid for d, w in workers.items()}
+        second = run_job(Job(scenario=scenario, plan=Plan.parse("pp:a,b,c"), steps=3, run_dir=tmp_path / "two",
+                             resume=checkpoint, socket_ifnames={d: "lo" for d in workers}), launcher)
+        assert {d: w._spare.pid for d, w in workers.items()} == warm  # the same processes ran the second plan
+        assert_close(first.losses + second.losses, local_losses)
+    finally:
+        launcher.close()
+        for worker in workers.values():
+            worker.shutdown()
