@@ -81,14 +81,15 @@ def predicted_cost_per_sample(env: EdgeTrainEnv, candidate: tuple[int, int]) -> 
 
 
 def make_greedy(seed: int = 0) -> Policy:
-    """The cheapest predicted plan depends only on which devices are available: remembered per set."""
-    best: dict[int, tuple[int, int]] = {}
+    """The cheapest predicted plan depends only on the fleet and which of its devices are available:
+    remembered per (fleet, available set)."""
+    best: dict[tuple, tuple[int, int]] = {}
 
     def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
-        available = env._available_mask()
-        if available not in best:
-            best[available] = min(_candidates(env), key=lambda c: predicted_cost_per_sample(env, c))
-        kind, selected = best[available]
+        key = (tuple(env.names), env._available_mask())
+        if key not in best:
+            best[key] = min(_candidates(env), key=lambda c: predicted_cost_per_sample(env, c))
+        kind, selected = best[key]
         return action_for(kind, [i for i in range(env.n) if selected >> i & 1])
 
     return act

@@ -9,6 +9,7 @@ and `policy.onnx` (for devices without stable-baselines3) in the output folder.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ class TrainConfig:
     """Simulator environments stepped in parallel."""
     subproc: bool = False
     """Step them in subprocesses (the simulator is fast enough in one process)."""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-4
+    """Small, with no entropy bonus: PPO starts from the imitated planner and must not wander off."""
     n_steps: int = 256
     """Steps per environment per rollout."""
     batch_size: int = 256
@@ -46,10 +48,14 @@ class TrainConfig:
     gamma: float = 0.99
     gae_lambda: float = 0.95
     clip_range: float = 0.2
-    ent_coef: float = 0.01
+    ent_coef: float = 0.0
     net_arch: tuple[int, ...] = (128, 128)
     decision_steps: int = 10
     """Training steps per decision of the environment."""
+    imitate_steps: int = 50_000
+    """Warm start: first clone the greedy planner's decisions over this many simulated decisions
+    (actor and critic), then improve on it with PPO; 0: PPO from scratch."""
+    imitate_epochs: int = 20
     vary_fleet: bool = True
     """Every simulated episode on a random subset of the devices in random slots, with varied
     availability, so that the policy serves fleets it was not trained on."""
@@ -59,7 +65,7 @@ class TrainConfig:
     """Then fine-tune for this many decisions on the live mininet testbed (root); 0: simulator only."""
     online_n_steps: int = 16
     """Live decisions per rollout of the online fine-tuning (each is one PPO update)."""
-    online_learning_rate: float = 1e-4
+    online_learning_rate: float = 3e-5
     """Smaller than on the simulator: a few noisy live rollouts must not undo what the simulator taught."""
     time_scale: float = 1.0
     """Online: scenario seconds per real second for the testbed's availability traces."""
@@ -128,6 +134,8 @@ class HParamCallback(BaseCallback):
 def train(scenario: str | None, profile, out: str, config: TrainConfig, logdir: str = "training_logs",
           progress_bar: bool = True) -> tuple[Path, Path, Path]:
     """Train and save; returns the paths of policy.zip, policy.onnx and the TensorBoard run."""
+    # The policy is a small MLP: one thread is fastest, and leaves the other cores to the testbed.
+    torch.set_num_threads(1)
     scenario_obj = load_scenario(scenario)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -140,6 +148,9 @@ def train(scenario: str | None, profile, out: str, config: TrainConfig, logdir: 
         batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
         clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
         policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=logdir)
+    if config.imitate_steps > 0:
+        imitation = imitate_greedy(model, scenario_obj, profile, config)
+        (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
     name = run_name(scenario_obj.name, "maskableppo", config.seed)
     checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
                                      save_path=str(out_dir / "checkpoints"), name_prefix="policy")
@@ -151,6 +162,61 @@ def train(scenario: str | None, profile, out: str, config: TrainConfig, logdir: 
     zip_path = out_dir / "policy.zip"
     model.save(zip_path)
     return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
+
+
+def imitate_greedy(model: MaskablePPO, scenario, profile, config: TrainConfig) -> dict:
+    """Behaviour cloning of the greedy planner as a warm start. PPO from scratch tends to settle on one
+    device alone: choosing a good multi-device plan takes a kind and several device bits at once, which
+    random exploration rarely finds. Here the actor learns the greedy planner's actions (maximum
+    likelihood under the masks) and the critic its discounted returns, on simulated episodes with the
+    same fleet variation as training; PPO then starts from a planner and learns where to beat it
+    (plans that lose less when devices leave, switches worth their cost)."""
+    from agents.baselines import make_greedy
+    env = EdgeTrainEnv(scenario=scenario, profile=profile, decision_steps=config.decision_steps,
+                       vary_fleet=config.vary_fleet)
+    teacher = make_greedy(config.seed)
+    observations, masks, actions, returns = [], [], [], []
+    episode = 0
+    while len(observations) < config.imitate_steps:
+        obs, _ = env.reset(seed=config.seed * 100_003 + episode)
+        episode += 1
+        rewards = []
+        for _ in range(2_000):
+            action = teacher(env, obs)
+            observations.append(obs)
+            masks.append(env.action_masks())
+            actions.append(action)
+            obs, reward, terminated, _, _ = env.step(action)
+            rewards.append(reward)
+            if terminated:
+                break
+        discounted, running = [], 0.0
+        for reward in reversed(rewards):  # the episode ends at its target: nothing to bootstrap
+            running = reward + config.gamma * running
+            discounted.append(running)
+        returns.extend(reversed(discounted))
+    policy = model.policy
+    obs_t = torch.as_tensor(np.array(observations), dtype=torch.float32)
+    mask_t = torch.as_tensor(np.array(masks), dtype=torch.bool)
+    act_t = torch.as_tensor(np.array(actions), dtype=torch.int64)
+    ret_t = torch.as_tensor(np.array(returns), dtype=torch.float32)
+    generator = torch.Generator().manual_seed(config.seed)
+    policy.set_training_mode(True)
+    for _ in range(config.imitate_epochs):
+        for batch in torch.randperm(len(obs_t), generator=generator).split(config.batch_size):
+            values, log_prob, _ = policy.evaluate_actions(obs_t[batch], act_t[batch], action_masks=mask_t[batch])
+            loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), ret_t[batch])
+            policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            policy.optimizer.step()
+    policy.set_training_mode(False)
+    sample = torch.randperm(len(obs_t), generator=generator)[:1000]
+    with torch.no_grad():
+        distribution = policy.get_distribution(obs_t[sample], action_masks=mask_t[sample].numpy())
+        chosen = distribution.get_actions(deterministic=True)
+    agreement = (chosen == act_t[sample]).all(dim=1).float().mean().item()
+    return {"decisions": len(obs_t), "episodes": episode, "agreement_with_greedy": agreement}
 
 
 def fine_tune_online(model: MaskablePPO, scenario, profile, config: TrainConfig, name: str, out_dir: Path,

@@ -86,8 +86,8 @@ class EdgeTrainEnv(gym.Env):
     - `noise`: relative standard deviation of the simulated time and energy (default 0.05).
     - `switch_s`: seconds to restart shards on a new plan (default 2.0).
     - `checkpoint_every`: steps between checkpoints (default 5, as `edgetrain run`).
-    - `vary_fleet`: sim: every episode a random subset of the devices in random slots, with varied
-      availability (domain randomisation, so that one policy serves fleets it was not trained on).
+    - `vary_fleet`: sim: half the episodes on a random subset of the devices in random slots, with
+      varied availability (domain randomisation, so that one policy serves fleets it was not trained on).
 
     ## Version History
     - v0: initial version.
@@ -161,10 +161,12 @@ class EdgeTrainEnv(gym.Env):
 
     def _random_fleet(self) -> Scenario:
         """Domain randomisation for training a policy that serves other fleets than the one it learned
-        on: a random subset (at least two devices) of the scenario's devices in random slots, with
-        their availability made more or less stable, and devices that were always there sometimes
-        coming and going."""
+        on: half the episodes on the scenario itself, the other half on a random subset (at least two
+        devices) of its devices in random slots, with their availability made more or less stable,
+        and devices that were always there sometimes coming and going."""
         rng = self.np_random
+        if rng.random() < 0.5:  # half the episodes on the scenario itself: the fleet the policy is for
+            return self.base_scenario
         devices = list(self.base_scenario.devices)
         size = int(rng.integers(2, len(devices) + 1)) if rng.random() < 0.5 else len(devices)
         chosen = [devices[i] for i in rng.permutation(len(devices))[:size]]
