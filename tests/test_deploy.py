@@ -83,7 +83,7 @@ def test_deploy_on_a_loopback_cluster_finishes_the_job_when_a_device_leaves(clus
     assert profiled.returncode == 0, profiled.stderr[-3000:]
     trained = run_cli("train", "--scenario", str(SCENARIO), "--profile", str(root / "profile.json"), "--timesteps",
                       "512", "--n-envs", "2", "--n-steps", "128", "--batch-size", "64", "--n-epochs", "2",
-                      "--decision-steps", "20", "--out", str(root / "policy"), "--logdir", str(tmp_path / "logs"),
+                      "--decision-steps", "20", "--imitate-steps", "2000", "--out", str(root / "policy"), "--logdir", str(tmp_path / "logs"),
                       "--no-progress", timeout=600)
     assert trained.returncode == 0, trained.stderr[-3000:]
 
