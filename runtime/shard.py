@@ -114,6 +114,7 @@ def main() -> int:
             spec = ShardSpec.from_json(line)
             rank = spec.rank
             run_shard(spec)
+            emit("idle", rank=rank)  # its process group is gone: ready for the next spec
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # report to the coordinator in one line; details on stderr

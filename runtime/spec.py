@@ -71,6 +71,7 @@ EVENT_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "checkpoint": {"rank": (int,), "step": (int,), "path": (str,), "time_s": (int, float)},
     "profile": {"rank": (int,), "part": (str,), "data": (dict,)},
     "done": {"rank": (int,)},
+    "idle": {"rank": (int,)},
     "error": {"rank": (int,), "message": (str,)},
 }
 

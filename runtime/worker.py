@@ -29,6 +29,9 @@ from runtime.spec import ShardSpec, decode_event
 
 log = logging.getLogger("edgetrain.worker")
 MAX_CONNECTIONS = 16
+# How long a new plan waits for the last plan's processes to finish tearing down their process groups
+# (milliseconds, normally) before it kills them and starts a fresh process.
+FINISH_GRACE_S = 3.0
 
 
 def battery_percent(battery_file: Optional[str]) -> Optional[float]:
@@ -65,6 +68,8 @@ class Worker:
         self._routes: dict[int, tuple[Channel, int]] = {}
         """Per process id: the coordinator channel and rank its events go to (its current plan's)."""
         self._forwarders: dict[int, threading.Thread] = {}
+        self._finishing: dict[int, subprocess.Popen] = {}
+        """Processes whose plan is done, tearing down their process group; warm again once idle."""
         self._spare: Optional[subprocess.Popen] = None
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._stopping = threading.Event()
@@ -92,11 +97,18 @@ class Worker:
 
     def warm_up(self) -> None:
         with self._lock:
-            if not self._stopping.is_set() and (self._spare is None or self._spare.poll() is not None):
+            running = any(p.poll() is None for p in self._shards.values())
+            if not self._stopping.is_set() and not running and (self._spare is None or self._spare.poll() is not None):
                 self._spare = self._new_shard_process()
 
     def start_shard(self, spec: ShardSpec, channel: Channel) -> None:
+        deadline = time.monotonic() + FINISH_GRACE_S
+        while self._finishing and time.monotonic() < deadline:  # let the last plan's process turn idle
+            time.sleep(0.02)
         with self._lock:
+            for process in self._finishing.values():  # stuck tearing down: not to be trusted again
+                _kill(process)
+            self._finishing.clear()
             if any(p.poll() is None for p in self._shards.values()):
                 raise RuntimeError("a shard is already running on this device; stop it first")
             process = self._spare if self._spare is not None and self._spare.poll() is None else None
@@ -119,15 +131,19 @@ class Worker:
                     continue
                 with self._lock:
                     route = self._routes.get(process.pid)
-                    if event["event"] == "done":  # back to warm: it can take the next plan
+                    if event["event"] == "done":  # its plan is over; it tears down, then says idle
                         self._routes.pop(process.pid, None)
                         for rank, running in list(self._shards.items()):
                             if running is process:
                                 del self._shards[rank]
-                        if self._spare is None or self._spare.poll() is not None:
-                            self._spare = process
-                        else:
-                            process.stdin.close()  # one warm process is enough: this one ends
+                        self._finishing[process.pid] = process
+                    elif event["event"] == "idle":  # warm again: it can take the next plan
+                        route = None
+                        if self._finishing.pop(process.pid, None) is not None:
+                            if self._spare is None or self._spare.poll() is not None:
+                                self._spare = process
+                            else:
+                                process.stdin.close()  # one warm process is enough: this one ends
                 if route is not None:
                     route[0].send({"type": "event", "event": event})
             code = process.wait()
@@ -140,6 +156,7 @@ class Worker:
         finally:
             with self._lock:
                 self._forwarders.pop(process.pid, None)
+                self._finishing.pop(process.pid, None)
             if not self._stopping.is_set():
                 self.warm_up()
 
@@ -150,11 +167,7 @@ class Worker:
             shards, self._shards = list(self._shards.values()), {}
             forwarders = [self._forwarders[p.pid] for p in shards if p.pid in self._forwarders]
         for process in shards:
-            if process.poll() is None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            _kill(process)
             process.wait()
         for forwarder in forwarders:
             forwarder.join(timeout=10)
@@ -196,8 +209,9 @@ class Worker:
             self.server.close()
         self.stop_shards()
         with self._lock:
-            if self._spare is not None:
-                self._spare.kill()
+            for process in [self._spare, *self._finishing.values()]:
+                if process is not None:
+                    _kill(process)
 
     def _serve_connection(self, conn: socket.socket, peer: str) -> None:
         channel = None
@@ -243,6 +257,14 @@ class Worker:
                     channel.send({"type": "refused", "reason": str(exc)[:300]})
             else:
                 raise ProtocolError(f"a coordinator does not send {kind}")
+
+
+def _kill(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def run_worker(device: str, listen: tuple[str, int], token: bytes, **kwargs) -> None:
