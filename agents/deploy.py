@@ -55,10 +55,10 @@ def load_policy(path: str) -> ActFn:
 
 def deploy(policy: str, scenario: Scenario, profile, out: Path, backend: str = "mininet", cluster=None,
            decision_steps: int = 10, checkpoint_every: int = 5, time_scale: float = 1.0, seed: int = 0,
-           logdir: str = "training_logs", progress: Callable[[str], None] = lambda line: None,
-           env_hook: Optional[Callable[[EdgeTrainEnv, int], None]] = None) -> dict:
+           logdir: str = "training_logs", progress: Callable[[str], None] = lambda line: None) -> dict:
     """Run the job to its target under the policy; returns (and writes to out/metrics.json) the report.
-    `env_hook(env, decision)` runs before every decision (tests use it to make a device leave)."""
+    A job that fails on the way still writes what it did (`completed: false`); its last checkpoint is
+    in out/live and `edgetrain run --resume` continues from it."""
     from torch.utils.tensorboard import SummaryWriter
     act = load_policy(policy)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,14 +72,14 @@ def deploy(policy: str, scenario: Scenario, profile, out: Path, backend: str = "
     recoveries: list[dict] = []
     lost_steps = 0
     started = time.monotonic()
+    completed = False
+    checkpoint = None
     try:
         obs, _ = env.reset(seed=seed)
         progress(f"deploying {policy} on {scenario.name} ({backend}): {scenario.objective.target_samples} samples "
                  f"to train, {decision_steps} steps per decision")
         terminated = False
         while not terminated:
-            if env_hook is not None:
-                env_hook(env, len(decisions))
             available = [name for name, up in zip(env.names, env.live.available()) if up]
             mask = env.action_masks()
             action = np.asarray(act(obs, mask))
@@ -104,25 +104,38 @@ def deploy(policy: str, scenario: Scenario, profile, out: Path, backend: str = "
                      + (f", {info['failures']} recovery" if info["failures"] else ""))
         checkpoint = out / "checkpoint.pt"
         shutil.copyfile(env.live.episode_checkpoint, checkpoint)
+        completed = True
     finally:
         writer.close()
+        live_checkpoint = env.live.episode_checkpoint if env.live is not None else None
+        if live_checkpoint is not None and not live_checkpoint.is_file():
+            live_checkpoint = None  # it failed before its first checkpoint
         env.close()
+        report = _report(scenario, policy, backend, env.target, decision_steps, run_dir, decisions, steps,
+                         recoveries, lost_steps, time.monotonic() - started,
+                         checkpoint if completed else live_checkpoint, completed)
+        (out / "metrics.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def _report(scenario, policy, backend, target, decision_steps, run_dir, decisions, steps, recoveries, lost_steps,
+            wall_s, checkpoint, completed) -> dict:
     energy = sum(d["energy_j"] for d in decisions)
     time_s = sum(d["time_s"] for d in decisions)
     cost = sum(d["zeus_cost"] for d in decisions)
     samples = len(steps) * scenario.model.batch_size
-    report = {
-        "scenario": scenario.name, "policy": str(policy), "backend": backend, "target_samples": env.target,
-        "decision_steps": decision_steps, "checkpoint": str(checkpoint), "tensorboard": str(run_dir),
+    per_sample = (lambda value: value / samples) if samples else (lambda value: None)
+    return {
+        "scenario": scenario.name, "policy": str(policy), "backend": backend, "target_samples": target,
+        "completed": completed, "decision_steps": decision_steps,
+        "checkpoint": str(checkpoint) if checkpoint else None, "tensorboard": str(run_dir),
         "decisions": decisions, "steps": steps, "recoveries": recoveries,
         "total": {"samples": samples, "steps": len(steps), "lost_steps": lost_steps, "energy_j": energy,
-                  "time_s": time_s, "wall_s": time.monotonic() - started, "zeus_cost": cost,
-                  "zeus_cost_per_sample": cost / samples, "energy_per_sample_j": energy / samples,
-                  "time_per_sample_s": time_s / samples, "final_loss": steps[-1]["loss"],
+                  "time_s": time_s, "wall_s": wall_s, "zeus_cost": cost,
+                  "zeus_cost_per_sample": per_sample(cost), "energy_per_sample_j": per_sample(energy),
+                  "time_per_sample_s": per_sample(time_s), "final_loss": steps[-1]["loss"] if steps else None,
                   "plans_used": sorted({p for d in decisions for p in d["ran"]})},
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    return report
 
 
 def _plan_at(plans: list[dict], step: int) -> str:
