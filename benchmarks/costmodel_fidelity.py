@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgetrain.backends import open_backend
+from edgetrain.backends import open_backend, warm_up_devices
 from edgetrain.scenario import load_scenario
 from envs.costmodel import CostModel, load_profile
 from runtime.coordinator import Job, run_job
@@ -55,6 +55,7 @@ def main() -> None:
             log("profiling the devices")
             profile = profile_devices(scenario, backend.launcher, Path(tmp) / "profile", backend="mininet",
                                       device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+        warm_up_devices(backend, scenario)  # no device imports torch while another is measured
         model = CostModel(profile, scenario)
         pool = args.devices.split(",") if args.devices else scenario.device_names
         plans = [p for p in enumerate_plans(pool, args.max_devices) if not plan_problems(p, scenario)]

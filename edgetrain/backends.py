@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -109,3 +110,15 @@ def _cluster_backend(cluster, progress: Callable[[str], None]) -> Iterator[Backe
                       battery=battery)
     finally:
         launcher.close()
+
+
+def warm_up_devices(backend: Backend, scenario: Scenario) -> None:
+    """Run one training step on every device alone, so that every worker's warm shard process has
+    imported torch before anything is measured: on a fresh testbed all of them import at once, and on
+    a 2-core machine that slows whatever runs beside them for the first ten seconds or so."""
+    from edgetrain.plans import Plan
+    from runtime.coordinator import Job, run_job
+    for device in scenario.device_names:
+        run_job(Job(scenario=scenario, plan=Plan("local", (device,)), steps=1,
+                    run_dir=Path(tempfile.mkdtemp(prefix=f"edgetrain-warm-{device}-")),
+                    device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames), backend.launcher)

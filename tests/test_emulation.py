@@ -198,7 +198,7 @@ def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
 def test_the_simulator_predicts_live_steps_within_the_fidelity_target(tmp_path):
     """The shipped smart-home profile (measured on this machine's testbed) against real steps of every
     plan kind on two of its devices: mean absolute percentage error at most 15% for time and energy."""
-    from edgetrain.backends import open_backend
+    from edgetrain.backends import open_backend, warm_up_devices
     from edgetrain.plans import Plan
     from edgetrain.scenario import load_scenario
     from envs.costmodel import CostModel, load_profile
@@ -208,6 +208,7 @@ def test_the_simulator_predicts_live_steps_within_the_fidelity_target(tmp_path):
     model = CostModel(load_profile(default_profile_path(scenario)), scenario)
     time_errors, energy_errors = [], []
     with open_backend("mininet", scenario, tmp_path, follow_availability=False) as backend:
+        warm_up_devices(backend, scenario)
         for kind in ("dp", "pp", "tp", "sp"):
             plan = Plan(kind, ("laptop", "orin-nano"))
             job = Job(scenario=scenario, plan=plan, steps=6, run_dir=tmp_path / kind,
