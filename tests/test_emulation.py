@@ -196,19 +196,26 @@ def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
 
 
 def test_the_simulator_predicts_live_steps_within_the_fidelity_target(tmp_path):
-    """The shipped smart-home profile (measured on this machine's testbed) against real steps of every
-    plan kind on two of its devices: mean absolute percentage error at most 15% for time and energy."""
+    """The cost model, calibrated by a profile of two smart-home devices measured on the testbed, against
+    real steps of every plan kind on them: mean absolute percentage error at most 15% for time and
+    energy. (The profile is measured here, not shipped: this VM's speed drifts by 10-25% between runs.)"""
+    import dataclasses
+
     from edgetrain.backends import open_backend, warm_up_devices
     from edgetrain.plans import Plan
     from edgetrain.scenario import load_scenario
-    from envs.costmodel import CostModel, load_profile
-    from envs.edgetrain_env import default_profile_path
+    from envs.costmodel import CostModel
     from runtime.coordinator import Job, run_job
-    scenario = load_scenario()
-    model = CostModel(load_profile(default_profile_path(scenario)), scenario)
+    from runtime.profile_job import profile_devices
+    full = load_scenario()
+    scenario = dataclasses.replace(full, devices=tuple(d for d in full.devices if d.name in ("laptop", "orin-nano")))
     time_errors, energy_errors = [], []
     with open_backend("mininet", scenario, tmp_path, follow_availability=False) as backend:
         warm_up_devices(backend, scenario)
+        profile = profile_devices(scenario, backend.launcher, tmp_path / "profile", backend="mininet",
+                                  device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+        profile.update(backend.facts)
+        model = CostModel(profile, scenario)
         for kind in ("dp", "pp", "tp", "sp"):
             plan = Plan(kind, ("laptop", "orin-nano"))
             job = Job(scenario=scenario, plan=plan, steps=6, run_dir=tmp_path / kind,
