@@ -38,12 +38,11 @@ def run_episode(env: EdgeTrainEnv, act: Callable, seed: int) -> dict:
 
 
 def policy_act(path: str) -> Callable:
-    from sb3_contrib import MaskablePPO
-    model = MaskablePPO.load(path, device="cpu")
+    from agents.deploy import load_policy
+    policy = load_policy(path)  # an SB3 zip or its ONNX export, as `edgetrain deploy` loads them
 
     def act(env, obs):
-        action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
-        return action
+        return policy(obs, env.action_masks())
 
     return act
 
