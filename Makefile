@@ -7,7 +7,7 @@ STAMP := $(VENV)/.edgetrain-installed
 # Mininet is packaged for the system interpreter only; the venv sees just that one package.
 MININET_SRC := /usr/lib/python3/dist-packages/mininet
 
-.PHONY: setup system-packages venv mininet-link test test-fast demo clean
+.PHONY: setup system-packages venv mininet-link test test-fast lint-imports demo clean
 
 setup: system-packages venv mininet-link
 
@@ -32,14 +32,21 @@ mininet-link: venv system-packages
 	@site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	[ -e "$$site/mininet" ] || ln -sfn $(MININET_SRC) "$$site/mininet"
 
+# The import contract (.importlinter) first: a layer that imports upward fails the build.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
+# This process only: tests/unit (no training processes, no Mininet).
 test-fast: setup
-	$(PY) -m pytest -q -m "not distributed and not mininet"
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q tests/unit
+
+lint-imports: venv
+	$(VENV)/bin/lint-imports --no-cache
 
 demo: setup
-	$(PY) -m edgetrain.demo
+	$(PY) -m edgetrain.app.demo
 
 clean:
 	rm -rf runs .pytest_cache

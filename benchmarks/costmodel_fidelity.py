@@ -3,7 +3,7 @@
 energy per step. Target: mean absolute percentage error at most 15% for time and for energy on the
 default scenario. Prints JSON (per plan, per kind, overall). Needs root.
 
-    .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--profile FILE] [--steps 6]
+    .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--calibration FILE] [--steps 6]
         [--devices laptop,orin-nano,xavier-nx]   # a quicker subset: the 19 plans over three devices
 """
 
@@ -16,12 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgetrain.backends import open_backend, warm_up_devices
-from edgetrain.scenario import load_scenario
-from envs.costmodel import CostModel, load_profile
-from runtime.coordinator import Job, run_job
-from runtime.feasibility import enumerate_plans, plan_problems
-from runtime.profile_job import profile_devices
+from edgetrain.core.calibration import load_calibration
+from edgetrain.core.feasibility import plan_problems
+from edgetrain.core.plans import enumerate_plans
+from edgetrain.core.scenario import load_scenario
+from edgetrain.envs.costmodel import CostModel
+from edgetrain.fleet.backends import open_backend
+from edgetrain.fleet.measure import calibrate_fleet, measure_plans, warm_up_devices
 
 TARGET_MAPE = 0.15
 
@@ -37,44 +38,42 @@ def mape(pairs: list[tuple[float, float]]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=None)
-    parser.add_argument("--profile", default=None, help="a profile of this scenario; made first when absent")
+    parser.add_argument("--calibration", "--profile", default=None,
+                        help="a calibration of this scenario; measured first when absent")
     parser.add_argument("--steps", type=int, default=6, help="steps per plan (the first is not measured)")
     parser.add_argument("--max-devices", type=int, default=3)
     parser.add_argument("--devices", default=None,
                         help="comma-separated: only plans over these devices (every feasible plan by default)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
-    parser.add_argument("--save-profile", default=None, help="write the profile the predictions came from here")
+    parser.add_argument("--save-calibration", default=None, help="write the calibration the predictions came from here")
     args = parser.parse_args()
     scenario = load_scenario(args.scenario)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, \
             open_backend("mininet", scenario, Path(tmp), follow_availability=False, progress=log) as backend:
-        if args.profile:
-            profile = load_profile(args.profile)
+        if args.calibration:
+            calibration = load_calibration(args.calibration)
+            warm_up_devices(backend, scenario)  # no device imports torch while another is measured
         else:
-            log("profiling the devices")
-            profile = profile_devices(scenario, backend.launcher, Path(tmp) / "profile", backend="mininet",
-                                      device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
-        warm_up_devices(backend, scenario)  # no device imports torch while another is measured
-        model = CostModel(profile, scenario)
+            log("calibrating the devices")
+            calibration = calibrate_fleet(backend, scenario, Path(tmp) / "calibrate", progress=log)
+        model = CostModel(calibration, scenario)
         pool = args.devices.split(",") if args.devices else scenario.device_names
         plans = [p for p in enumerate_plans(pool, args.max_devices) if not plan_problems(p, scenario)]
-        for index, plan in enumerate(plans, start=1):
-            job = Job(scenario=scenario, plan=plan, steps=args.steps, run_dir=Path(tmp) / f"run{index}",
-                      device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
-            steps = run_job(job, backend.launcher).steps[1:]
-            measured_time = statistics.median(s["time_s"] for s in steps)
-            measured_energy = statistics.median(s["energy_j"] for s in steps)
-            predicted = model.predict(plan)
-            rows.append({"plan": str(plan), "kind": plan.kind,
-                         "time_s": {"predicted": predicted.step_time_s, "measured": measured_time},
-                         "energy_j": {"predicted": predicted.total_energy_j, "measured": measured_energy}})
-            log(f"[{index}/{len(plans)}] {plan}: time {predicted.step_time_s:.3f} vs {measured_time:.3f} s, "
-                f"energy {predicted.total_energy_j:.2f} vs {measured_energy:.2f} J")
+
+        def report_plan(measured) -> None:
+            predicted = model.predict(measured.plan)
+            rows.append({"plan": str(measured.plan), "kind": measured.plan.kind,
+                         "time_s": {"predicted": predicted.step_time_s, "measured": measured.time_s},
+                         "energy_j": {"predicted": predicted.total_energy_j, "measured": measured.energy_j}})
+            log(f"[{len(rows)}/{len(plans)}] {measured.plan}: time {predicted.step_time_s:.3f} vs "
+                f"{measured.time_s:.3f} s, energy {predicted.total_energy_j:.2f} vs {measured.energy_j:.2f} J")
+
+        measure_plans(backend, scenario, plans, Path(tmp), steps=args.steps, progress=report_plan)
     report = {"scenario": scenario.name, "target_mape": TARGET_MAPE, "steps_per_plan": args.steps,
               "plans": rows, "per_kind": {}}
-    if args.save_profile:
-        Path(args.save_profile).write_text(json.dumps(profile, indent=2))
+    if args.save_calibration:
+        Path(args.save_calibration).write_text(json.dumps(calibration, indent=2))
     for kind in sorted({r["kind"] for r in rows}):
         mine = [r for r in rows if r["kind"] == kind]
         report["per_kind"][kind] = {

@@ -13,10 +13,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from edgetrain.scenario import load_scenario
-from runtime.data import batch_for_step, load_corpus
-from runtime.model import build_model, lm_loss
-from runtime.parallel import default_microbatches, stage_layer_ranges
+from edgetrain.core.scenario import load_scenario
+from edgetrain.runtime.training.data import batch_for_step, load_corpus
+from edgetrain.runtime.training.model import build_model, lm_loss
+from edgetrain.core.sizing import default_microbatches, stage_layer_ranges
 
 
 def worker(rank, kind, world, steps, port, results):

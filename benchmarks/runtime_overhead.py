@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from runtime.coordinator import free_port
+from edgetrain.runtime.coordinator.job import free_port
 
 DEVICES = "laptop,orin-nano,xavier-nx"
 TARGET = 1.05
@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 
 def edgetrain_median(kind: str, steps: int, workdir: Path) -> float:
     out = workdir / f"{kind}.json"
-    subprocess.run([sys.executable, "-m", "edgetrain.cli", "run", "--plan", f"{kind}:{DEVICES}", "--steps",
+    subprocess.run([sys.executable, "-m", "edgetrain", "run", "--plan", f"{kind}:{DEVICES}", "--steps",
                     str(steps), "--metrics-out", str(out), "--run-dir", str(workdir / kind),
                     "--checkpoint-every", "0"],  # the plain loop saves nothing either
                    check=True, capture_output=True, text=True)

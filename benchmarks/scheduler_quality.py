@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.evaluate import evaluate
-from edgetrain.scenario import load_scenario
-from envs.costmodel import load_profile
-from envs.edgetrain_env import default_profile_path
+from edgetrain.agents.evaluate import evaluate
+from edgetrain.core.scenario import load_scenario
+from edgetrain.core.calibration import default_calibration_path, load_calibration
 
 TRAINED_ON = "smart-home"
 UNSEEN = ("smart-home-busy", "workshop")
@@ -61,10 +60,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         policy = args.policy
         if policy is None:
-            from agents.train import TrainConfig, train
+            from edgetrain.agents.train import TrainConfig, train
             log(f"training a policy on {TRAINED_ON}: {args.timesteps} simulator steps")
             started = time.perf_counter()
-            policy, _, _ = train(TRAINED_ON, load_profile(default_profile_path(load_scenario(TRAINED_ON))),
+            policy, _, _ = train(TRAINED_ON, load_calibration(default_calibration_path(load_scenario(TRAINED_ON))),
                                  str(Path(tmp) / "policy"), TrainConfig(timesteps=args.timesteps, seed=args.seed),
                                  logdir=str(Path(tmp) / "logs"), progress_bar=False)
             report["training"] = {"timesteps": args.timesteps, "seed": args.seed,
@@ -72,8 +71,8 @@ def main() -> None:
         report["policy"] = str(policy) if args.policy else "trained by this benchmark"
         for name in args.scenarios.split(","):
             scenario = load_scenario(name)
-            profile = load_profile(default_profile_path(scenario))
-            result = evaluate(scenario, profile, str(policy), args.episodes, seed=args.eval_seed, progress=log)
+            calibration = load_calibration(default_calibration_path(scenario))
+            result = evaluate(scenario, calibration, str(policy), args.episodes, seed=args.eval_seed, progress=log)
             entry = {"seen_in_training": name == TRAINED_ON,
                      "results": {k: {m: v[m] for m in ("zeus_cost", "energy_per_sample_j", "time_per_sample_s",
                                                        "failures", "plan_switches", "most_used_plan")}

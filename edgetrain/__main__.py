@@ -1,0 +1,7 @@
+"""`python -m edgetrain`: the `edgetrain` command."""
+
+import sys
+
+from edgetrain.app.cli import main
+
+sys.exit(main())

@@ -1,0 +1,139 @@
+"""`edgetrain evaluate`: the learned policy and every baseline on the same seeded availability traces,
+as a table, a JSON file and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgetrain.agents.baselines import BASELINES
+from edgetrain.agents.policy import load_policy
+from edgetrain.core.plans import Plan
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+
+METRICS = ("zeus_cost", "energy_per_sample_j", "time_per_sample_s", "failures", "plan_switches")
+
+
+def run_episode(env: EdgeTrainEnv, act: Callable, seed: int) -> dict:
+    """One job under `act`; its figures are the env's own job totals."""
+    obs, _ = env.reset(seed=seed)
+    plans: dict[str, int] = {}
+    for _ in range(100_000):
+        obs, _, terminated, truncated, info = env.step(act(env, obs))
+        plans[info["plan"]] = plans.get(info["plan"], 0) + 1
+        if terminated or truncated:
+            break
+    job = info["job"]
+    return {**job.per_sample(), "failures": job.failures, "plan_switches": job.plan_switches, "plans": plans}
+
+
+def policy_act(path: str) -> Callable:
+    policy = load_policy(path)  # an SB3 zip or its ONNX export, as `edgetrain deploy` loads them
+
+    def act(env, obs):
+        return policy(obs, env.action_masks())
+
+    return act
+
+
+def evaluate(scenario, calibration, policy_path: Optional[str], episodes: int, seed: int = 1000,
+             progress: Callable[[str], None] = lambda line: None) -> dict:
+    env = EdgeTrainEnv(scenario=scenario, calibration=calibration)
+    contenders = {}
+    if policy_path:
+        contenders["policy"] = policy_act(policy_path)
+    for name, make in BASELINES.items():
+        contenders[name] = make(seed)
+    results, episodes_out = {}, {}
+    for name, act in contenders.items():
+        runs = []
+        for episode in range(episodes):
+            runs.append(run_episode(env, act, seed + episode))  # the same traces for everyone
+        progress(f"{name}: {episodes} episodes, Zeus cost per sample {np.mean([r['zeus_cost'] for r in runs]):.4f}")
+        results[name] = {m: float(np.mean([r[m] for r in runs])) for m in METRICS}
+        results[name]["spread"] = {m: float(np.std([r[m] for r in runs])) for m in METRICS}
+        plans: dict[str, int] = {}
+        for run in runs:
+            for plan, count in run["plans"].items():
+                plans[plan] = plans.get(plan, 0) + count
+        results[name]["most_used_plan"] = max(plans, key=plans.get)
+        episodes_out[name] = runs
+    return {"scenario": env.scenario.name, "episodes": episodes, "seeds": [seed, seed + episodes - 1],
+            "results": results}
+
+
+def table(report: dict) -> str:
+    lines = [f"{'':16s} {'Zeus cost/sample':>18s} {'J/sample':>14s} {'ms/sample':>14s} {'failures':>9s} "
+             f"{'switches':>9s}  most used plan"]
+    for name, r in report["results"].items():
+        s = r["spread"]
+        lines.append(f"{name:16s} {r['zeus_cost']:10.4f} ±{s['zeus_cost']:6.4f} "
+                     f"{r['energy_per_sample_j']:7.3f} ±{s['energy_per_sample_j']:5.3f} "
+                     f"{r['time_per_sample_s'] * 1e3:7.2f} ±{s['time_per_sample_s'] * 1e3:5.2f} "
+                     f"{r['failures']:9.1f} {r['plan_switches']:9.1f}  {r['most_used_plan']}")
+    return "\n".join(lines)
+
+
+def plot_tradeoff(env: EdgeTrainEnv, report: dict, path: Path) -> Path:
+    """Predicted energy vs time per sample of every plan on all devices, the policy's plan marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from edgetrain.core.feasibility import plan_problems
+    from edgetrain.core.plans import enumerate_plans
+    fig, ax = plt.subplots(figsize=(7, 5))
+    colours = {"local": "tab:gray", "dp": "tab:blue", "pp": "tab:green", "tp": "tab:red", "sp": "tab:purple"}
+    for plan in enumerate_plans(env.names, len(env.names)):
+        if plan_problems(plan, env.scenario):
+            continue
+        p = env.cost.predict(plan)
+        ax.scatter(p.step_time_s / env.batch * 1e3, p.total_energy_j / env.batch, s=12, c=colours[plan.kind],
+                   label=plan.kind)
+    for name, marker in (("policy", "*"), ("greedy", "x")):
+        if name in report["results"]:
+            chosen = Plan.parse(report["results"][name]["most_used_plan"])
+            p = env.cost.predict(chosen)
+            ax.scatter(p.step_time_s / env.batch * 1e3, p.total_energy_j / env.batch, s=220, marker=marker,
+                       c="black", label=f"{name}: {chosen}")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    ax.legend(unique.values(), unique.keys(), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("time per sample (ms, predicted)")
+    ax.set_ylabel("energy per sample (J, predicted)")
+    ax.set_title(f"{env.scenario.name}: every feasible plan")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curve(run_dir: Path, path: Path) -> Optional[Path]:
+    """sched/zeus_cost_per_sample over training steps, from the policy's TensorBoard run."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    if "sched/zeus_cost_per_sample" not in events.Tags()["scalars"]:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    points = events.Scalars("sched/zeus_cost_per_sample")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([p.step for p in points], [p.value for p in points])
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("Zeus cost per sample (episode mean)")
+    ax.set_title("learning curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write(report: dict, json_path: str) -> None:
+    Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(json_path).write_text(json.dumps(report, indent=2))

@@ -1,0 +1,265 @@
+"""`edgetrain train`: learn a scheduling policy with MaskablePPO on EdgeTrain-v0.
+
+Trains on the simulator with several environments in parallel, then optionally fine-tunes online on
+the live emulated testbed (`online_steps` decisions, each training the model for real), logs to
+TensorBoard (SB3's scalars plus `sched/` ones and the hyperparameters; the online part continues the
+same run), checkpoints the policy during training, shows a progress bar, and leaves `policy.zip` (SB3)
+and `policy.onnx` (for devices without stable-baselines3: `edgetrain.agents.onnx_policy`) in the output folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import HParam
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+from torch import nn
+
+from edgetrain.core.plans import PLAN_KINDS
+from edgetrain.core.scenario import load_scenario
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of `edgetrain train`; each is a flag of the command."""
+
+    timesteps: int = 50_000
+    """Environment steps (decisions) to train for."""
+    seed: int = 0
+    n_envs: int = 4
+    """Simulator environments stepped in parallel."""
+    subproc: bool = False
+    """Step them in subprocesses (the simulator is fast enough in one process)."""
+    learning_rate: float = 1e-4
+    """Small, with no entropy bonus: PPO starts from the imitated planner and must not wander off."""
+    n_steps: int = 256
+    """Steps per environment per rollout."""
+    batch_size: int = 256
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.0
+    net_arch: tuple[int, ...] = (128, 128)
+    decision_steps: int = 10
+    """Training steps per decision of the environment."""
+    imitate_steps: int = 50_000
+    """Warm start: first clone the greedy planner's decisions over this many simulated decisions
+    (actor and critic), then improve on it with PPO; 0: PPO from scratch."""
+    imitate_epochs: int = 20
+    vary_fleet: bool = True
+    """Every simulated episode on a random subset of the devices in random slots, with varied
+    availability, so that the policy serves fleets it was not trained on."""
+    checkpoint_every: int = 10_000
+    """Save the policy every this many environment steps."""
+    online_steps: int = 0
+    """Then fine-tune for this many decisions on the live mininet testbed (root); 0: simulator only."""
+    online_n_steps: int = 16
+    """Live decisions per rollout of the online fine-tuning (each is one PPO update)."""
+    online_learning_rate: float = 3e-5
+    """Smaller than on the simulator: a few noisy live rollouts must not undo what the simulator taught."""
+    time_scale: float = 1.0
+    """Online: scenario seconds per real second for the testbed's availability traces."""
+
+
+def run_name(scenario: str, algo: str, seed: int) -> str:
+    return f"{scenario}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+class SchedCallback(BaseCallback):
+    """`sched/` scalars per finished episode (one training job), from the env's own job totals
+    (`info["job"]`): energy and time per sample, Zeus cost per sample, failures, plan switches; and
+    histograms of the plan kinds and device counts chosen."""
+
+    def _on_training_start(self) -> None:
+        self.kinds: list[int] = []
+        self.sizes: list[int] = []
+
+    def _on_step(self) -> bool:
+        for info, done in zip(self.locals["infos"], self.locals["dones"]):
+            kind, _, devices = info["plan"].partition(":")
+            self.kinds.append(PLAN_KINDS.index(kind))
+            self.sizes.append(len(devices.split(",")))
+            job = info["job"]
+            if done and job.samples:
+                per_sample = job.per_sample()
+                self.logger.record_mean("sched/energy_per_sample_j", per_sample["energy_per_sample_j"])
+                self.logger.record_mean("sched/time_per_sample_s", per_sample["time_per_sample_s"])
+                self.logger.record_mean("sched/zeus_cost_per_sample", per_sample["zeus_cost"])
+                self.logger.record_mean("sched/failures", job.failures)
+                self.logger.record_mean("sched/plan_switches", job.plan_switches)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.kinds:
+            only_tensorboard = ("stdout", "log", "json", "csv")
+            self.logger.record("sched/plan_kind", torch.tensor(self.kinds), exclude=only_tensorboard)
+            self.logger.record("sched/devices_per_plan", torch.tensor(self.sizes), exclude=only_tensorboard)
+        self.kinds, self.sizes = [], []
+
+
+class HParamCallback(BaseCallback):
+    def __init__(self, config: TrainConfig):
+        super().__init__()
+        self.config = config
+
+    def _on_training_start(self) -> None:
+        hparams = {k: (str(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()}
+        self.logger.record("hparams", HParam(hparams, {"sched/zeus_cost_per_sample": 0.0}),
+                           exclude=("stdout", "log", "json", "csv"))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def train(scenario: str | None, calibration, out: str, config: TrainConfig, logdir: str = "training_logs",
+          progress_bar: bool = True) -> tuple[Path, Path, Path]:
+    """Train and save; returns the paths of policy.zip, policy.onnx and the TensorBoard run."""
+    # The policy is a small MLP: one thread is fastest, and leaves the other cores to the testbed.
+    torch.set_num_threads(1)
+    scenario_obj = load_scenario(scenario)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = make_vec_env(EdgeTrainEnv, n_envs=config.n_envs, seed=config.seed,
+                       env_kwargs={"scenario": scenario_obj, "calibration": calibration,
+                                   "decision_steps": config.decision_steps, "vary_fleet": config.vary_fleet},
+                       vec_env_cls=SubprocVecEnv if config.subproc else DummyVecEnv)
+    model = MaskablePPO(
+        "MlpPolicy", env, learning_rate=config.learning_rate, n_steps=config.n_steps,
+        batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
+        policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=logdir)
+    if config.imitate_steps > 0:
+        imitation = imitate_greedy(model, scenario_obj, calibration, config)
+        (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
+    name = run_name(scenario_obj.name, "maskableppo", config.seed)
+    checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
+                                     save_path=str(out_dir / "checkpoints"), name_prefix="policy")
+    model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
+                callback=CallbackList([SchedCallback(), HParamCallback(config), checkpoints]))
+    env.close()
+    if config.online_steps > 0:
+        model = fine_tune_online(model, scenario_obj, calibration, config, name, out_dir, progress_bar)
+    zip_path = out_dir / "policy.zip"
+    model.save(zip_path)
+    return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
+
+
+def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfig) -> dict:
+    """Behaviour cloning of the greedy planner as a warm start. PPO from scratch tends to settle on one
+    device alone: choosing a good multi-device plan takes a kind and several device bits at once, which
+    random exploration rarely finds. Here the actor learns the greedy planner's actions (maximum
+    likelihood under the masks) and the critic its discounted returns, on simulated episodes with the
+    same fleet variation as training; PPO then starts from a planner and learns where to beat it
+    (plans that lose less when devices leave, switches worth their cost)."""
+    from edgetrain.agents.baselines import make_greedy
+    env = EdgeTrainEnv(scenario=scenario, calibration=calibration, decision_steps=config.decision_steps,
+                       vary_fleet=config.vary_fleet)
+    teacher = make_greedy(config.seed)
+    observations, masks, actions, returns = [], [], [], []
+    episode = 0
+    while len(observations) < config.imitate_steps:
+        obs, _ = env.reset(seed=config.seed * 100_003 + episode)
+        episode += 1
+        rewards = []
+        for _ in range(2_000):
+            action = teacher(env, obs)
+            observations.append(obs)
+            masks.append(env.action_masks())
+            actions.append(action)
+            obs, reward, terminated, _, _ = env.step(action)
+            rewards.append(reward)
+            if terminated:
+                break
+        discounted, running = [], 0.0
+        for reward in reversed(rewards):  # the episode ends at its target: nothing to bootstrap
+            running = reward + config.gamma * running
+            discounted.append(running)
+        returns.extend(reversed(discounted))
+    policy = model.policy
+    obs_t = torch.as_tensor(np.array(observations), dtype=torch.float32)
+    mask_t = torch.as_tensor(np.array(masks), dtype=torch.bool)
+    act_t = torch.as_tensor(np.array(actions), dtype=torch.int64)
+    ret_t = torch.as_tensor(np.array(returns), dtype=torch.float32)
+    generator = torch.Generator().manual_seed(config.seed)
+    policy.set_training_mode(True)
+    for _ in range(config.imitate_epochs):
+        for batch in torch.randperm(len(obs_t), generator=generator).split(config.batch_size):
+            values, log_prob, _ = policy.evaluate_actions(obs_t[batch], act_t[batch], action_masks=mask_t[batch])
+            loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), ret_t[batch])
+            policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            policy.optimizer.step()
+    policy.set_training_mode(False)
+    sample = torch.randperm(len(obs_t), generator=generator)[:1000]
+    with torch.no_grad():
+        distribution = policy.get_distribution(obs_t[sample], action_masks=mask_t[sample].numpy())
+        chosen = distribution.get_actions(deterministic=True)
+    agreement = (chosen == act_t[sample]).all(dim=1).float().mean().item()
+    return {"decisions": len(obs_t), "episodes": episode, "agreement_with_greedy": agreement}
+
+
+def fine_tune_online(model: MaskablePPO, scenario, calibration, config: TrainConfig, name: str, out_dir: Path,
+                     progress_bar: bool) -> MaskablePPO:
+    """Go on learning on the live testbed: the same policy, one live environment, short rollouts. Every
+    decision trains the scenario's model for real, so the rewards are measured, not predicted."""
+    import sys
+    live = DummyVecEnv([lambda: EdgeTrainEnv(scenario=scenario, calibration=calibration, backend="mininet",
+                                             decision_steps=config.decision_steps, time_scale=config.time_scale,
+                                             progress=lambda line: print(f"   {line}", file=sys.stderr, flush=True)
+                                             if not progress_bar else None)])
+    live.seed(config.seed)
+    n_steps = min(config.online_n_steps, config.online_steps)
+    online = MaskablePPO(
+        "MlpPolicy", live, learning_rate=config.online_learning_rate, n_steps=n_steps,
+        batch_size=n_steps, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
+        clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
+        policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=model.tensorboard_log)
+    online.policy.load_state_dict(model.policy.state_dict())
+    online.num_timesteps = model.num_timesteps  # the TensorBoard run goes on where the simulator stopped
+    checkpoints = CheckpointCallback(save_freq=n_steps, save_path=str(out_dir / "checkpoints"),
+                                     name_prefix="policy_online")
+    try:
+        online.learn(total_timesteps=config.online_steps, tb_log_name=name, reset_num_timesteps=False,
+                     progress_bar=progress_bar, callback=CallbackList([SchedCallback(), checkpoints]))
+    finally:
+        live.close()
+    return online
+
+
+class MaskedGreedyPolicy(nn.Module):
+    """The deterministic masked action of a MaskablePPO MLP policy, as a plain module for ONNX."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.features = policy.features_extractor
+        self.extractor = policy.mlp_extractor
+        self.action_net = policy.action_net
+        self.nvec = [int(n) for n in policy.action_space.nvec]
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        latent, _ = self.extractor(self.features(obs))
+        logits = self.action_net(latent)
+        logits = torch.where(mask, logits, torch.full_like(logits, -1e8))
+        return torch.stack([part.argmax(dim=1) for part in torch.split(logits, self.nvec, dim=1)], dim=1)
+
+
+def export_onnx(model: MaskablePPO, path: Path) -> Path:
+    module = MaskedGreedyPolicy(model.policy).eval()
+    obs = torch.zeros((1,) + model.observation_space.shape, dtype=torch.float32)
+    mask = torch.ones((1, int(sum(model.action_space.nvec))), dtype=torch.bool)
+    torch.onnx.export(module, (obs, mask), str(path), input_names=["observation", "action_mask"],
+                      output_names=["action"], dynamic_axes={"observation": {0: "batch"},
+                                                             "action_mask": {0: "batch"}, "action": {0: "batch"}},
+                      dynamo=False)
+    return path

@@ -1,0 +1,70 @@
+"""Availability traces: when each device is online, as a list of [start, end) intervals in seconds.
+
+Shared by the emulated testbed (which cuts devices off at those times) and the simulator (which
+samples the same traces), so that both see the same kind of churn for a scenario.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgetrain.core.config import Availability
+from edgetrain.core.errors import ScenarioError
+
+Intervals = list[tuple[float, float]]
+
+
+def sample_trace(availability: Availability, horizon_s: float, rng: np.random.Generator,
+                 base_dir: Path = Path(".")) -> Intervals:
+    """Online intervals within [0, horizon_s). Markov devices start in their stationary distribution."""
+    if availability.kind == "always":
+        return [(0.0, horizon_s)]
+    if availability.kind == "trace":
+        return [(s, min(e, horizon_s)) for s, e in read_trace_file(base_dir / availability.file) if s < horizon_s]
+    up, down = availability.mean_up_s, availability.mean_down_s
+    online = rng.random() < up / (up + down)
+    t, intervals = 0.0, []
+    while t < horizon_s:
+        length = rng.exponential(up if online else down)
+        if online:
+            intervals.append((t, min(t + length, horizon_s)))
+        t += length
+        online = not online
+    return intervals
+
+
+def read_trace_file(path: Path) -> Intervals:
+    """`start_s end_s` per line; '#' starts a comment. Intervals must be increasing and disjoint."""
+    intervals: Intervals = []
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ScenarioError(f"availability trace {path}: cannot be read ({exc.strerror})") from None
+    for number, line in enumerate(lines, start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            start, end = (float(x) for x in line.split())
+        except ValueError:
+            raise ScenarioError(f"availability trace {path}, line {number}: expected 'start_s end_s'") from None
+        if not 0 <= start < end or (intervals and start < intervals[-1][1]):
+            raise ScenarioError(f"availability trace {path}, line {number}: intervals must be increasing, "
+                                "disjoint and non-empty")
+        intervals.append((start, end))
+    return intervals
+
+
+def is_online(intervals: Intervals, t: float) -> bool:
+    return any(start <= t < end for start, end in intervals)
+
+
+def transitions(intervals: Intervals) -> list[tuple[float, bool]]:
+    """(time, online) for every change, in order; a device online at 0 has an initial (0, True)."""
+    changes: list[tuple[float, bool]] = []
+    for start, end in intervals:
+        changes.append((start, True))
+        changes.append((end, False))
+    return changes

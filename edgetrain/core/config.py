@@ -1,0 +1,208 @@
+"""Typed, validated scenario configuration (the YAML format of DESIGN.md).
+
+Every config is a frozen dataclass whose `__post_init__` checks its own values and raises
+`ConfigValueError` naming the field; `edgetrain.core.scenario` turns those into one sentence with the file
+and the full key path.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+class ConfigValueError(ValueError):
+    """A bad value in one field of a config object."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def _check(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigValueError(key, message)
+
+
+def _positive(value: float, key: str) -> None:
+    _check(isinstance(value, (int, float)) and math.isfinite(value) and value > 0, key,
+           f"must be a positive number, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What one training job must achieve and how energy is traded against time."""
+
+    eta: float = 0.5
+    """Zeus trade-off knob in [0, 1]: 1 minimises energy only, 0 minimises time only."""
+    target_samples: int = 20000
+    """Training samples (sequences) after which the job is done."""
+
+    def __post_init__(self):
+        _check(0.0 <= self.eta <= 1.0, "eta", f"must be between 0 and 1, got {self.eta!r}")
+        _positive(self.target_samples, "target_samples")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The GPT-style byte-level language model and its training batch."""
+
+    layers: int = 4
+    """Number of Transformer blocks."""
+    d_model: int = 128
+    """Width of the residual stream."""
+    heads: int = 4
+    """Attention heads; d_model must be divisible by it."""
+    seq_len: int = 64
+    """Tokens (bytes) per training sequence."""
+    batch_size: int = 16
+    """Sequences per global training step, whatever the plan."""
+    d_ff: Optional[int] = None
+    """Hidden width of the MLP; 4 * d_model when not given."""
+    lr: float = 1e-3
+    """AdamW learning rate."""
+    microbatches: Optional[int] = None
+    """Pipeline micro-batches per step; when not given, the largest divisor of batch_size up to
+    twice the number of stages (and at least the number of stages)."""
+
+    vocab_size: int = field(default=256, init=False)
+    """Bytes: the model reads raw UTF-8 bytes, so the vocabulary is fixed."""
+
+    def __post_init__(self):
+        for key in ("layers", "d_model", "heads", "seq_len", "batch_size"):
+            value = getattr(self, key)
+            _check(isinstance(value, int) and value > 0, key, f"must be a positive integer, got {value!r}")
+        _check(self.d_model % self.heads == 0, "heads",
+               f"d_model ({self.d_model}) must be divisible by heads ({self.heads})")
+        if self.d_ff is not None:
+            _check(isinstance(self.d_ff, int) and self.d_ff > 0, "d_ff",
+                   f"must be a positive integer, got {self.d_ff!r}")
+        _positive(self.lr, "lr")
+        if self.microbatches is not None:
+            _check(isinstance(self.microbatches, int) and self.microbatches > 0, "microbatches",
+                   f"must be a positive integer, got {self.microbatches!r}")
+            _check(self.batch_size % self.microbatches == 0, "microbatches",
+                   f"batch_size ({self.batch_size}) must be divisible by microbatches ({self.microbatches})")
+
+    @property
+    def ffn_dim(self) -> int:
+        return self.d_ff if self.d_ff is not None else 4 * self.d_model
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.heads
+
+
+AVAILABILITY_KINDS = ("always", "markov", "trace")
+
+
+@dataclass(frozen=True)
+class Availability:
+    """When a device is there: always, a two-state Markov chain, or a recorded file of intervals."""
+
+    kind: str = "always"
+    """One of always, markov, trace."""
+    mean_up_s: Optional[float] = None
+    """markov: mean time online, seconds."""
+    mean_down_s: Optional[float] = None
+    """markov: mean time offline, seconds."""
+    file: Optional[str] = None
+    """trace: a file of `start_s end_s` online intervals, one per line (relative to the scenario file)."""
+
+    def __post_init__(self):
+        _check(self.kind in AVAILABILITY_KINDS, "kind",
+               f"must be one of {', '.join(AVAILABILITY_KINDS)}, got {self.kind!r}")
+        if self.kind == "markov":
+            _check(self.mean_up_s is not None, "mean_up_s", "is required for kind markov")
+            _check(self.mean_down_s is not None, "mean_down_s", "is required for kind markov")
+            _positive(self.mean_up_s, "mean_up_s")
+            _positive(self.mean_down_s, "mean_down_s")
+        elif self.kind == "trace":
+            _check(isinstance(self.file, str) and self.file != "", "file", "is required for kind trace")
+        for key in ("mean_up_s", "mean_down_s", "file"):
+            if self.kind != {"mean_up_s": "markov", "mean_down_s": "markov", "file": "trace"}[key]:
+                _check(getattr(self, key) is None, key, f"does not apply to availability kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One edge device of a scenario."""
+
+    name: str
+    """Unique name, used in plans (`dp:name1,name2`)."""
+    profile: str
+    """Key of the device profile catalog (power, radio energy, memory)."""
+    cpu_share: float = 0.2
+    """Fraction of the WHOLE machine's CPU in emulation (Mininet's convention)."""
+    bandwidth_mbps: float = 50.0
+    """Link bandwidth to the access point, Mbit/s."""
+    delay_ms: float = 0.0
+    """One-way link delay; needs netem."""
+    loss_pct: float = 0.0
+    """Packet loss on the link in percent; needs netem."""
+    memory_mb: Optional[int] = None
+    """Memory available to training, MiB; the profile's memory when not given."""
+    battery_wh: Optional[float] = None
+    """Battery capacity; None for a mains-powered device."""
+    battery_initial_pct: float = 100.0
+    """Charge at the start of the scenario, percent."""
+    availability: Availability = field(default_factory=Availability)
+    """When the device is online."""
+
+    def __post_init__(self):
+        _check(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").isalnum(), "name",
+               f"must be letters, digits, '-' or '_', got {self.name!r}")
+        _check(isinstance(self.profile, str), "profile", f"must be a profile name, got {self.profile!r}")
+        _check(isinstance(self.cpu_share, (int, float)) and 0 < self.cpu_share <= 1, "cpu_share",
+               f"must be in (0, 1], got {self.cpu_share!r}")
+        _positive(self.bandwidth_mbps, "bandwidth_mbps")
+        _check(isinstance(self.delay_ms, (int, float)) and self.delay_ms >= 0, "delay_ms",
+               f"must be >= 0, got {self.delay_ms!r}")
+        _check(isinstance(self.loss_pct, (int, float)) and 0 <= self.loss_pct <= 100, "loss_pct",
+               f"must be in [0, 100], got {self.loss_pct!r}")
+        if self.memory_mb is not None:
+            _check(isinstance(self.memory_mb, int) and self.memory_mb > 0, "memory_mb",
+                   f"must be a positive integer, got {self.memory_mb!r}")
+        if self.battery_wh is not None:
+            _positive(self.battery_wh, "battery_wh")
+        _check(isinstance(self.battery_initial_pct, (int, float)) and 0 < self.battery_initial_pct <= 100,
+               "battery_initial_pct", f"must be in (0, 100], got {self.battery_initial_pct!r}")
+
+
+# Share of the machine kept for the coordinator and the test runner (DESIGN.md).
+MAX_TOTAL_CPU_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named fleet of devices, the model they train, and the objective."""
+
+    name: str
+    devices: tuple[DeviceConfig, ...]
+    objective: Objective = field(default_factory=Objective)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    source: Optional[str] = None
+    """The file it was loaded from, if any (not a YAML key)."""
+
+    def __post_init__(self):
+        _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
+        _check(len(self.devices) > 0, "devices", "must list at least one device")
+        names = [d.name for d in self.devices]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        _check(not duplicates, "devices", f"device names must be unique, repeated: {', '.join(duplicates)}")
+        total = sum(d.cpu_share for d in self.devices)
+        _check(total <= MAX_TOTAL_CPU_SHARE + 1e-9, "devices",
+               f"cpu_share values sum to {total:.2f}, more than {MAX_TOTAL_CPU_SHARE} of the machine "
+               "(keep the rest for the coordinator)")
+
+    def device(self, name: str) -> DeviceConfig:
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise KeyError(name)
+
+    @property
+    def device_names(self) -> list[str]:
+        return [d.name for d in self.devices]

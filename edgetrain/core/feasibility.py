@@ -1,0 +1,53 @@
+"""Whether a plan can run at all on its devices, decided before any process starts.
+
+Checks the divisibility each parallelism needs and whether each device's share of the model, its
+optimizer state and its activations fits in that device's memory.
+"""
+
+from __future__ import annotations
+
+from edgetrain.core.config import Scenario
+from edgetrain.core.errors import PlanError
+from edgetrain.core.memory import estimate_memory
+from edgetrain.core.plans import Plan
+from edgetrain.core.sizing import pipeline_microbatches
+
+
+def plan_problems(plan: Plan, scenario: Scenario) -> list[str]:
+    """Every reason this plan cannot run, as sentences; empty when it can."""
+    cfg, n = scenario.model, plan.degree
+    problems = []
+    unknown = [d for d in plan.devices if d not in scenario.device_names]
+    if unknown:
+        return [f"device {unknown[0]!r} is not in scenario {scenario.name} "
+                f"(devices: {', '.join(scenario.device_names)})"]
+    if plan.kind == "dp" and cfg.batch_size < n:
+        problems.append(f"batch_size {cfg.batch_size} has fewer rows than the {n} data-parallel devices")
+    if plan.kind == "tp":
+        if cfg.heads % n:
+            problems.append(f"{cfg.heads} attention heads are not divisible by the tensor-parallel degree {n}")
+        if cfg.ffn_dim % n:
+            problems.append(f"MLP width {cfg.ffn_dim} is not divisible by the tensor-parallel degree {n}")
+    if plan.kind == "sp" and cfg.seq_len % n:
+        problems.append(f"seq_len {cfg.seq_len} is not divisible by the sequence-parallel degree {n}")
+    if plan.kind == "pp":
+        if n > cfg.layers:
+            problems.append(f"{n} pipeline stages are more than the model's {cfg.layers} layers")
+        micro = pipeline_microbatches(cfg, n)
+        if micro is None:
+            problems.append(f"batch_size {cfg.batch_size} cannot be split into between {n} and {2 * n} "
+                            f"equal micro-batches for a pipeline of {n} stages")
+        elif micro < n:
+            problems.append(f"{micro} micro-batches cannot fill a pipeline of {n} stages")
+    if not problems:
+        for estimate in estimate_memory(plan, scenario):
+            if not estimate.fits:
+                problems.append(f"the model does not fit {estimate.device}: it needs about "
+                                f"{estimate.need_mb:.0f} MiB, the device has {estimate.have_mb:.0f} MiB")
+    return problems
+
+
+def check_plan(plan: Plan, scenario: Scenario) -> None:
+    problems = plan_problems(plan, scenario)
+    if problems:
+        raise PlanError(f"plan {plan} cannot run: " + "; ".join(problems))

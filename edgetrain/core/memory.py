@@ -1,0 +1,81 @@
+"""How much memory each device of a plan needs, estimated from the model config alone.
+
+The one memory model: feasibility refuses plans with it, the cost model and `edgetrain predict` report
+it. A shard process's measured baseline, plus 16 bytes per parameter a device holds (fp32 weight,
+gradient and two AdamW moments), plus the activations it keeps for the backward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgetrain.core.catalog import get_profile
+from edgetrain.core.config import ModelConfig, Scenario
+from edgetrain.core.plans import Plan
+from edgetrain.core.sizing import count_parameters, pipeline_microbatches, stage_layer_ranges
+
+# Resident memory of a shard process before training: Python, torch, torch.distributed and the
+# default corpus. Measured here as 312 MiB with psutil after those imports (README, "Memory").
+PROCESS_BASELINE_MB = 320
+BYTES_PER_FLOAT = 4
+# fp32 parameter + gradient + the two AdamW moments.
+TRAINING_BYTES_PER_PARAM = 4 * BYTES_PER_FLOAT
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    device: str
+    need_mb: float
+    have_mb: float
+
+    @property
+    def fits(self) -> bool:
+        return self.need_mb <= self.have_mb
+
+
+def device_memory_mb(scenario: Scenario, device: str) -> float:
+    config = scenario.device(device)
+    return config.memory_mb if config.memory_mb is not None else get_profile(config.profile).memory_mb.value
+
+
+def _activation_floats_per_token(cfg: ModelConfig, shard: int = 1) -> float:
+    """Floats autograd keeps per token of one block: norms, residuals and projections (d_model each),
+    the MLP hidden and its activation, and the attention weights of every head over the sequence.
+    `shard` divides the parts tensor parallelism splits (heads and MLP columns)."""
+    d, f, h, t = cfg.d_model, cfg.ffn_dim, cfg.heads, cfg.seq_len
+    return 5 * d + (5 * d + 2 * f + h * t) / shard
+
+
+def estimate_memory(plan: Plan, scenario: Scenario) -> list[MemoryEstimate]:
+    cfg = scenario.model
+    counts = count_parameters(cfg)
+    n, b, t, v, L = plan.degree, cfg.batch_size, cfg.seq_len, cfg.vocab_size, cfg.layers
+    head_floats = 2 * v  # logits and their gradient, per token
+    needs: list[float] = []
+    if plan.kind in ("local", "dp", "sp"):
+        tokens = -(-b // n) * t if plan.kind == "dp" else b * t / n  # dp: the largest slice
+        floats = tokens * (L * _activation_floats_per_token(cfg) + head_floats)
+        if plan.kind == "sp":  # gathered keys and values of the whole sequence
+            floats += L * 2 * cfg.d_model * b * t
+        params = counts["total"]
+        needs = [params * TRAINING_BYTES_PER_PARAM + floats * BYTES_PER_FLOAT] * n
+    elif plan.kind == "tp":
+        sharded_block = 4 * cfg.d_model ** 2 + 2 * cfg.d_model * cfg.ffn_dim + cfg.ffn_dim
+        params = counts["total"] - L * sharded_block * (1 - 1 / n)
+        floats = b * t * (L * _activation_floats_per_token(cfg, shard=n) + head_floats)
+        needs = [params * TRAINING_BYTES_PER_PARAM + floats * BYTES_PER_FLOAT] * n
+    elif plan.kind == "pp":
+        micro = pipeline_microbatches(cfg, n) or n
+        for stage, layers in enumerate(stage_layer_ranges(L, n)):
+            params = len(layers) * counts["block"]
+            floats_per_token = len(layers) * _activation_floats_per_token(cfg)
+            if stage == 0:
+                params += counts["embeddings"]
+            if stage == n - 1:
+                params += counts["head"]
+                floats_per_token += head_floats
+            in_flight = min(n - stage, micro)  # 1F1B keeps at most this many micro-batches' activations
+            floats = in_flight * (b // micro) * t * floats_per_token
+            needs.append(params * TRAINING_BYTES_PER_PARAM + floats * BYTES_PER_FLOAT)
+    return [MemoryEstimate(device, PROCESS_BASELINE_MB + need / 2 ** 20, device_memory_mb(scenario, device))
+            for device, need in zip(plan.devices, needs)]

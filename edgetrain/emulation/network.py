@@ -1,0 +1,206 @@
+"""A scenario as a live Mininet network: one CPU-limited host per device behind a Linux bridge that
+stands for the Wi-Fi access point (no controller), links shaped with htb, and one interface into the
+root namespace so that the coordinator on this machine reaches the workers.
+
+Everything created carries this network's own prefix (`et` + 4 hex digits): stopping it removes only
+what it made, and `cleanup_leftovers` after a crash touches nothing of anyone else's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+# Before importing mininet: it swaps the logger class for one that prints without newlines.
+log = logging.getLogger("edgetrain.emulation")
+
+from mininet.link import Link, TCLink  # noqa: E402
+from mininet.log import setLogLevel  # noqa: E402
+from mininet.net import Mininet  # noqa: E402
+from mininet.node import CPULimitedHost, Node  # noqa: E402
+from mininet.nodelib import LinuxBridge  # noqa: E402
+from mininet.topo import Topo  # noqa: E402
+
+from edgetrain.core.config import Scenario  # noqa: E402
+PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
+CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
+
+
+def netem_available(prefix: str) -> bool:
+    """Try a netem qdisc on a throwaway dummy interface: the only reliable test of the kernel."""
+    dummy = f"{prefix}c9"
+    subprocess.run(["ip", "link", "add", dummy, "type", "dummy"], capture_output=True)
+    try:
+        result = subprocess.run(["tc", "qdisc", "add", "dev", dummy, "root", "netem", "delay", "1ms"],
+                                capture_output=True)
+        return result.returncode == 0
+    finally:
+        subprocess.run(["ip", "link", "del", dummy], capture_output=True)
+
+
+class EdgeTopo(Topo):
+    """Pure graph: the access point, a host and a shaped link per device, and the root-namespace node."""
+
+    def build(self, scenario: Scenario, prefix: str, emulate_delay: bool):
+        access_point = self.addSwitch(f"{prefix}s0", cls=LinuxBridge)
+        for index, device in enumerate(scenario.devices):
+            host = self.addHost(f"{prefix}d{index}", cpu=device.cpu_share)
+            shaping = {"bw": device.bandwidth_mbps}
+            if emulate_delay and (device.delay_ms or device.loss_pct):
+                shaping.update(delay=f"{device.delay_ms}ms", loss=device.loss_pct or None)
+            self.addLink(host, access_point, cls=TCLink, **shaping)
+        # The coordinator's side: the root namespace on an unshaped port of the access point.
+        self.addHost(f"{prefix}c0", cls=Node, inNamespace=False)
+        self.addLink(f"{prefix}c0", access_point, cls=Link)
+
+
+@dataclass(frozen=True)
+class DeviceHost:
+    device: str
+    host_name: str
+    ip: str
+    interface: str
+    """The host's own interface (what gloo must bind to)."""
+    switch_port: str
+    """The access point's port for this device, in the root namespace: its counters are the device's."""
+
+
+class EdgeNetwork:
+    """Start with `start()`, always `stop()` (use it as a context manager)."""
+
+    def __init__(self, scenario: Scenario):
+        self.scenario = scenario
+        self.prefix = f"et{secrets.token_hex(2)}"
+        self.net: Optional[Mininet] = None
+        self.hosts: dict[str, DeviceHost] = {}
+        self.delay_emulated = False
+        self.coordinator_ip = ""
+
+    @property
+    def wants_delay(self) -> bool:
+        return any(d.delay_ms or d.loss_pct for d in self.scenario.devices)
+
+    def start(self) -> "EdgeNetwork":
+        if os.geteuid() != 0:
+            raise PermissionError("the emulated testbed needs root (Mininet creates namespaces and cgroups)")
+        setLogLevel("critical")  # htb "quantum is big" notices are not errors
+        netem = netem_available(self.prefix)
+        self.delay_emulated = netem and self.wants_delay
+        if self.wants_delay and not netem:
+            log.warning("this kernel has no netem: link delay and loss of scenario %s are NOT emulated "
+                        "(recorded as delay_emulated: false)", self.scenario.name)
+        subnet = self._free_subnet()
+        topo = EdgeTopo(scenario=self.scenario, prefix=self.prefix, emulate_delay=self.delay_emulated)
+        self.net = Mininet(topo=topo, host=CPULimitedHost, link=TCLink, switch=LinuxBridge, controller=None,
+                           ipBase=f"{subnet}.0.0/16", autoSetMacs=False, build=False, waitConnected=False)
+        try:
+            self.net.build()
+            self.net.start()
+            for index, device in enumerate(self.scenario.devices):
+                host = self.net.get(f"{self.prefix}d{index}")
+                intf = host.defaultIntf()
+                switch_port = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
+                self.hosts[device.name] = DeviceHost(device.name, host.name, host.IP(), intf.name, switch_port.name)
+                if device.memory_mb:
+                    self._limit_memory(host, device.memory_mb)
+                self._expose_cpuacct(host)
+            self.coordinator_ip = self.net.get(f"{self.prefix}c0").IP()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _free_subnet(self) -> str:
+        routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
+        for _ in range(100):
+            candidate = f"10.{secrets.randbelow(150) + 100}"
+            if f"{candidate}." not in routes:
+                return candidate
+        raise RuntimeError("no free 10.x.0.0/16 subnet for the emulated network")
+
+    @staticmethod
+    def _expose_cpuacct(host) -> None:
+        """Processes started in a host do not see the cgroup hierarchy; mount cpuacct in the host's own
+        mount namespace so that a shard can read its device's CPU time (runtime/cpu.py)."""
+        host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpuacct "
+                 "&& mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct")
+
+    def _limit_memory(self, host, memory_mb: int) -> None:
+        group = MEMORY_CGROUPS / host.name
+        group.mkdir(exist_ok=True)
+        (group / "memory.limit_in_bytes").write_text(str(memory_mb * 2 ** 20))
+        (group / "cgroup.procs").write_text(str(host.pid))  # the host's shell; its children inherit
+
+    def node(self, device: str):
+        return self.net.get(self.hosts[device].host_name)
+
+    def popen(self, device: str, argv: list[str], **kwargs) -> subprocess.Popen:
+        """A process inside the device's host: its namespace and its CPU cgroup."""
+        return self.node(device).popen(argv, **kwargs)
+
+    def set_link(self, device: str, up: bool) -> None:
+        self.net.configLinkStatus(self.hosts[device].host_name, f"{self.prefix}s0", "up" if up else "down")
+
+    def cpu_seconds(self, device: str) -> float:
+        """All CPU time of the device's host so far (its cgroup's cpuacct)."""
+        usage = Path("/sys/fs/cgroup/cpuacct") / self.hosts[device].host_name / "cpuacct.usage"
+        return int(usage.read_text()) / 1e9
+
+    def traffic_bytes(self, device: str) -> tuple[int, int]:
+        """(sent, received) by the device, read on the access point's port (its rx is the device's tx)."""
+        stats = Path("/sys/class/net") / self.hosts[device].switch_port / "statistics"
+        return int((stats / "rx_bytes").read_text()), int((stats / "tx_bytes").read_text())
+
+    def stop(self) -> None:
+        if self.net is not None:
+            net, self.net = self.net, None
+            try:
+                net.stop()
+            finally:
+                # Mininet deletes `cpu,cpuacct,cpuset:/host` in one go, which leaves the cpuacct and cpuset
+                # groups behind when those controllers are mounted apart (as here): remove each one.
+                for info in self.hosts.values():
+                    for controller in CGROUP_CONTROLLERS:
+                        _remove_cgroup(Path("/sys/fs/cgroup") / controller / info.host_name)
+
+    def __enter__(self) -> "EdgeNetwork":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _remove_cgroup(path: Path) -> None:
+    try:
+        for pid in (path / "cgroup.procs").read_text().split():
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        path.rmdir()
+    except OSError:
+        pass
+
+
+def cleanup_leftovers() -> list[str]:
+    """Remove interfaces, bridges and cgroups a crashed edgetrain network left behind (ours only)."""
+    removed = []
+    for intf in sorted(os.listdir("/sys/class/net")):
+        if PREFIX_PATTERN.match(intf):
+            subprocess.run(["ip", "link", "del", intf], capture_output=True)
+            removed.append(f"interface {intf}")
+    for controller in CGROUP_CONTROLLERS:
+        root = Path("/sys/fs/cgroup") / controller
+        if root.is_dir():
+            for group in sorted(root.iterdir()):
+                if group.is_dir() and PREFIX_PATTERN.match(group.name):
+                    _remove_cgroup(group)
+                    removed.append(f"cgroup {controller}:/{group.name}")
+    return removed

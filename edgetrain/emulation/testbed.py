@@ -1,0 +1,255 @@
+"""The live emulated testbed: the network, a worker daemon in every host, device availability over
+time and battery drain. Starts the worker as a command (`edgetrain worker ...`): emulation knows
+nothing of the runtime's code, only how to run it, exactly as a user does on a real device.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT
+from edgetrain.core.availability import sample_trace, transitions
+from edgetrain.core.config import Scenario
+from edgetrain.core.power import profile_energy_j
+from edgetrain.core.catalog import get_profile
+from edgetrain.emulation.network import EdgeNetwork
+
+log = logging.getLogger("edgetrain.emulation")
+WORKER_PORT = 7077
+# Scenario time covered by sampled availability traces.
+TRACE_HORIZON_S = 7 * 24 * 3600.0
+
+
+class Testbed:
+    """Use as a context manager: the network and every process in it always come down."""
+
+    def __init__(self, scenario: Scenario, workdir: Path, token: str, *, time_scale: float = 1.0, seed: int = 0,
+                 follow_availability: bool = True, python: str = sys.executable):
+        self.scenario = scenario
+        self.workdir = Path(workdir)
+        self.token = token
+        self.time_scale = time_scale
+        self.seed = seed
+        self.follow_availability = follow_availability
+        self.python = python
+        self.network = EdgeNetwork(scenario)
+        self.online = {d.name: True for d in scenario.devices}
+        self.battery_pct = {d.name: d.battery_initial_pct for d in scenario.devices if d.battery_wh}
+        self.listeners: list[Callable[[str, bool], None]] = []
+        self._workers: dict[str, object] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._previous_sigterm = None
+        self.started_at = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> "Testbed":
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM unwinds like Ctrl-C, through every `finally` that stops the network.
+            self._previous_sigterm = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.token_file = self.workdir / "worker.token"
+        self.token_file.write_text(self.token)
+        os.chmod(self.token_file, 0o600)
+        self.network.start()
+        self.started_at = time.monotonic()
+        for device in self.scenario.devices:
+            self._write_battery(device.name)
+            self._start_worker(device.name)
+        self.wait_for_workers([d.name for d in self.scenario.devices])
+        if self.follow_availability:
+            self._spawn(self._follow_availability, "availability")
+        if self.battery_pct:
+            self._spawn(self._drain_batteries, "batteries")
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        try:
+            for device in list(self.network.hosts):
+                self._kill_processes(device)
+        finally:
+            self.network.stop()
+            if self._previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+                self._previous_sigterm = None
+
+    def _spawn(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # --- workers ---------------------------------------------------------------------------------
+    def worker_address(self, device: str) -> tuple[str, int]:
+        return self.network.hosts[device].ip, WORKER_PORT
+
+    def socket_ifname(self, device: str) -> str:
+        return self.network.hosts[device].interface
+
+    def cores(self, device: str) -> float:
+        """CPU capacity of the emulated device, in cores (Mininet's share is of the whole machine)."""
+        return self.scenario.device(device).cpu_share * (os.cpu_count() or 1)
+
+    def _start_worker(self, device: str) -> None:
+        host = self.network.hosts[device]
+        argv = [self.python, "-m", "edgetrain", "worker", "--listen", f"{host.ip}:{WORKER_PORT}",
+                "--token-file", str(self.token_file), "--device", device, "--socket-ifname", host.interface,
+                "--log-dir", str(self.workdir / "logs")]
+        if device in self.battery_pct:
+            argv += ["--battery-file", str(self._battery_file(device))]
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        with open(self.workdir / "logs" / f"worker-{device}.log", "a") as out:
+            self._workers[device] = self.network.popen(device, argv, stdout=out, stderr=out)
+
+    def wait_for_workers(self, devices: list[str], timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for device in devices:
+            while True:
+                try:
+                    socket.create_connection(self.worker_address(device), timeout=1.0).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the worker of {device} did not come up within {timeout_s:.0f} s; "
+                                           f"see {self.workdir / 'logs'}") from None
+                    time.sleep(0.2)
+
+    def _kill_processes(self, device: str) -> None:
+        """Every process of the device (worker, shards) but the host's own shell."""
+        host = self.network.node(device)
+        procs = Path("/sys/fs/cgroup/cpu") / host.name / "cgroup.procs"
+        try:
+            pids = [int(p) for p in procs.read_text().split()]
+        except OSError:
+            return
+        for pid in pids:
+            if pid != host.pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        worker = self._workers.pop(device, None)
+        if worker is not None:
+            worker.wait()
+
+    def kill_worker(self, device: str) -> None:
+        """A crash of the device's software (fault injection): the device stays on the network."""
+        with self._lock:
+            log.warning("fault injected: killing the worker of %s", device)
+            self._kill_processes(device)
+
+    def restart_worker(self, device: str) -> None:
+        with self._lock:
+            self._start_worker(device)
+
+    def set_online(self, device: str, online: bool) -> None:
+        """Offline: the link is cut and the worker's processes stop. Online: both come back."""
+        with self._lock:
+            if self.online[device] == online:
+                return
+            self.online[device] = online
+            if online:
+                self.network.set_link(device, True)
+                self._start_worker(device)
+            else:
+                self.network.set_link(device, False)
+                self._kill_processes(device)
+        log.info("%s is now %s", device, "online" if online else "offline")
+        for listener in self.listeners:
+            listener(device, online)
+
+    # --- availability and batteries --------------------------------------------------------------
+    def scenario_time(self) -> float:
+        return (time.monotonic() - self.started_at) * self.time_scale
+
+    def _follow_availability(self) -> None:
+        rng = np.random.default_rng(self.seed)
+        base = Path(self.scenario.source).parent if self.scenario.source else Path(".")
+        events = []
+        for device in self.scenario.devices:
+            trace = sample_trace(device.availability, TRACE_HORIZON_S, rng, base)
+            if not trace or trace[0][0] > 0:
+                events.append((0.0, device.name, False))
+            events += [(t, device.name, online) for t, online in transitions(trace) if t < TRACE_HORIZON_S]
+        for t, device, online in sorted(events, key=lambda e: e[0]):
+            while not self._stop.is_set() and self.scenario_time() < t:
+                self._stop.wait(min(0.2, (t - self.scenario_time()) / self.time_scale + 0.001))
+            if self._stop.is_set():
+                return
+            if online and device in self.battery_pct and self.battery_pct[device] < BATTERY_CUTOFF_PCT:
+                continue  # a flat battery keeps the device off
+            self.set_online(device, online)
+
+    def _battery_file(self, device: str) -> Path:
+        return self.workdir / f"battery-{device}.json"
+
+    def _write_battery(self, device: str) -> None:
+        if device in self.battery_pct:
+            self._battery_file(device).write_text(json.dumps({"percent": self.battery_pct[device]}))
+
+    def _drain_batteries(self, tick_s: float = 1.0) -> None:
+        """Each device's battery pays for the energy its host spends: profile power over the host's
+        cgroup CPU time and its link's bytes. Below the cutoff the device goes offline."""
+        last = {d: (time.monotonic(), self.network.cpu_seconds(d), *self.network.traffic_bytes(d))
+                for d in self.battery_pct}
+        while not self._stop.wait(tick_s):
+            for device in list(self.battery_pct):
+                now, cpu = time.monotonic(), self.network.cpu_seconds(device)
+                sent, recv = self.network.traffic_bytes(device)
+                t0, cpu0, sent0, recv0 = last[device]
+                last[device] = (now, cpu, sent, recv)
+                if not self.online[device]:
+                    continue
+                profile = get_profile(self.scenario.device(device).profile)
+                joules = profile_energy_j(
+                    idle_w=profile.idle_power_w.value, active_w=profile.active_power_w.value,
+                    tx_j_per_byte=profile.radio_tx_j_per_byte.value, rx_j_per_byte=profile.radio_rx_j_per_byte.value,
+                    cores=self.cores(device), wall_s=now - t0, cpu_s=cpu - cpu0, bytes_sent=sent - sent0,
+                    bytes_recv=recv - recv0)
+                capacity_j = self.scenario.device(device).battery_wh * 3600
+                self.battery_pct[device] = max(0.0, self.battery_pct[device] - 100 * joules / capacity_j)
+                self._write_battery(device)
+                if self.battery_pct[device] < BATTERY_CUTOFF_PCT:
+                    log.warning("%s: battery at %.1f%%, going offline", device, self.battery_pct[device])
+                    self.set_online(device, False)
+
+    def facts(self) -> dict:
+        """What the emulation really did, for every result file."""
+        return {
+            "delay_emulated": self.network.delay_emulated,
+            "emulation": {
+                "backend": "mininet",
+                "delay_requested": self.network.wants_delay,
+                "devices": {d.name: {"cpu_share": d.cpu_share, "cores": self.cores(d.name),
+                                     "bandwidth_mbps": d.bandwidth_mbps, "delay_ms": d.delay_ms,
+                                     "memory_mb": d.memory_mb} for d in self.scenario.devices},
+            },
+        }
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt

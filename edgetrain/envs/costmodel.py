@@ -1,0 +1,269 @@
+"""Predict what a plan costs, from a calibration of the devices (measured by `edgetrain calibrate`): step time, energy and bytes per device,
+and whether it fits in memory.
+
+Compute comes from the profiled forward/backward times of each model part; communication from an
+alpha-beta model (measured latency and throughput of each device pair) of the collectives and
+point-to-point sends each parallelism really performs:
+- dp: DDP all-reduces all gradients after the backward pass (one bucket for these model sizes),
+  gloo's ring: 2(n-1) rounds of 1/n of the gradients, each as slow as the slowest pair in the ring.
+- pp: 1F1B over M micro-batches: the first micro-batch crosses every stage (and every boundary, both
+  ways), the other M-1 follow at the pace of the slowest stage, whose sends overlap its compute
+  (pipelining sends asynchronously).
+- tp: sharded attention and MLP compute; per block two all-reduces of the activations forward (after
+  the row-wise output projections) and four backward (the gradient of the replicated input of each
+  column-wise projection: q, k, v and the MLP's first layer, each its own redistribution).
+- sp: each device computes its share of the sequence; per block an all-gather of keys and values
+  forward and a reduce-scatter of their gradients backward (an all-reduce of the whole gathered tensor
+  on gloo); then one all-reduce of all gradients.
+On devices under a CPU quota (the emulated ones), the step is at least each device's busy time at its
+sustained rate, and the critical path is shorter by what a device computes at full core speed while its
+quota is unused (`_throttled_step`).
+Energy is the device power profile applied to the predicted busy time and bytes, as the profile meter
+measures it.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from edgetrain.core.calibration import check_calibration_matches
+from edgetrain.core.catalog import get_profile
+from edgetrain.core.config import ModelConfig, Scenario
+from edgetrain.core.feasibility import plan_problems
+from edgetrain.core.memory import estimate_memory
+from edgetrain.core.plans import Plan
+from edgetrain.core.power import profile_energy_j
+from edgetrain.core.sizing import count_parameters, pipeline_microbatches, split_evenly, stage_layer_ranges
+
+FLOAT_BYTES = 4
+# Forward: after attention's and the MLP's row-wise projections; backward: the input gradient of each of
+# the four column-wise projections (wq, wk, wv, w1).
+TP_ALLREDUCES_PER_BLOCK = 6
+
+
+@dataclass(frozen=True)
+class Prediction:
+    plan: str
+    step_time_s: float
+    energy_j: dict[str, float]
+    bytes_sent: dict[str, int]
+    bytes_recv: dict[str, int]
+    memory_mb: dict[str, float]
+    fits: bool
+    problems: tuple[str, ...] = ()
+
+    @property
+    def total_energy_j(self) -> float:
+        return sum(self.energy_j.values())
+
+    def to_dict(self) -> dict:
+        return {"plan": self.plan, "step_time_s": self.step_time_s, "energy_j": self.energy_j,
+                "total_energy_j": self.total_energy_j, "bytes_sent": self.bytes_sent,
+                "bytes_recv": self.bytes_recv, "memory_mb": self.memory_mb, "fits": self.fits,
+                "problems": list(self.problems)}
+
+
+@dataclass
+class DeviceModel:
+    """One device's measured compute, as interpolating tables."""
+
+    name: str
+    cores: float
+    sustained_cpu_rate: float
+    """Shard CPU seconds per wall second under sustained compute: wall = CPU / rate."""
+    cpu_per_compute_s: float
+    """The device's CPU seconds per wall second while computing (for the energy meter)."""
+    idle_cpu_per_s: float
+    optimizer_s_per_param: float
+    parts: dict[str, dict[int, tuple[list[int], list[float], list[float]]]] = field(default_factory=dict)
+    """part -> seq -> (rows, forward_s, backward_s), rows ascending."""
+    activation_bytes_per_row: dict[str, float] = field(default_factory=dict)
+
+    def time(self, part: str, rows: float, seq: int) -> tuple[float, float]:
+        """Forward and backward seconds, linear in rows between measured points (and beyond them)."""
+        table = self.parts[part].get(seq)
+        if table is None:  # a sequence length never profiled: scale the nearest longer one by tokens
+            longer = min((s for s in self.parts[part] if s >= seq), default=max(self.parts[part]))
+            f, b = self.time(part, rows, longer)
+            return f * seq / longer, b * seq / longer
+        xs, fs, bs = table
+        if len(xs) == 1:
+            return fs[0] * rows / xs[0], bs[0] * rows / xs[0]
+        i = min(max(bisect.bisect_left(xs, rows), 1), len(xs) - 1)
+        w = (rows - xs[i - 1]) / (xs[i] - xs[i - 1])
+        return fs[i - 1] + w * (fs[i] - fs[i - 1]), bs[i - 1] + w * (bs[i] - bs[i - 1])
+
+
+class CostModel:
+    def __init__(self, calibration: dict, scenario: Scenario):
+        check_calibration_matches(calibration, scenario)
+        self.calibration = calibration
+        self.scenario = scenario
+        self.cfg: ModelConfig = scenario.model
+        self.devices = {name: self._device(name, data) for name, data in calibration["devices"].items()}
+        self.links = {tuple(pair.split("->")): _transfer_table(m) for pair, m in calibration["links"].items()}
+        self.params = count_parameters(self.cfg)
+        self._cache: dict[Plan, Prediction] = {}
+
+    @staticmethod
+    def _device(name: str, data: dict) -> DeviceModel:
+        rate = data["sustained_cpu_rate"]
+        device = DeviceModel(name=name, cores=data["cores"], sustained_cpu_rate=rate,
+                             cpu_per_compute_s=data["device_cpu_per_compute_s"],
+                             idle_cpu_per_s=data["idle_cpu_per_s"],
+                             optimizer_s_per_param=data["optimizer"]["step_cpu_s_per_param"] / rate)
+        for part in ("embeddings", "block", "head"):
+            by_seq: dict[int, tuple] = {}
+            for entry in sorted(data[part], key=lambda e: e["rows"]):
+                xs, fs, bs = by_seq.setdefault(entry["seq"], ([], [], []))
+                xs.append(entry["rows"])
+                fs.append(entry["forward_cpu_s"] / rate)
+                bs.append(entry["backward_cpu_s"] / rate)
+                if "activation_bytes" in entry:
+                    device.activation_bytes_per_row[part] = entry["activation_bytes"] / entry["rows"]
+            device.parts[part] = by_seq
+        return device
+
+    # --- communication -------------------------------------------------------------------------------
+    def transfer_s(self, src: str, dst: str, nbytes: float) -> float:
+        """Measured seconds for a message of nbytes, linear between the profiled sizes and beyond."""
+        sizes, seconds = self.links[(src, dst)]
+        i = min(max(bisect.bisect_left(sizes, nbytes), 1), len(sizes) - 1)
+        slope = (seconds[i] - seconds[i - 1]) / (sizes[i] - sizes[i - 1])
+        return max(seconds[i - 1] + slope * (nbytes - sizes[i - 1]), 0.0)
+
+    def ring_round_s(self, ring: tuple[str, ...], nbytes: float) -> float:
+        """One round of a ring collective: every device sends nbytes to the next, all at once."""
+        return max(self.transfer_s(ring[i], ring[(i + 1) % len(ring)], nbytes) for i in range(len(ring)))
+
+    def allreduce_s(self, ring: tuple[str, ...], nbytes: float) -> float:
+        n = len(ring)
+        return 2 * (n - 1) * self.ring_round_s(ring, nbytes / n)
+
+    def allgather_s(self, ring: tuple[str, ...], chunk_bytes: float) -> float:
+        return (len(ring) - 1) * self.ring_round_s(ring, chunk_bytes)
+
+    # --- prediction -----------------------------------------------------------------------------------
+    def predict(self, plan: Plan) -> Prediction:
+        cached = self._cache.get(plan)
+        if cached is None:
+            cached = self._cache[plan] = self._predict(plan)
+        return cached
+
+    def _fwd_bwd(self, device: str, rows: float, seq: int, layers: int, embed: bool, head: bool) -> float:
+        model = self.devices[device]
+        total = layers * sum(model.time("block", rows, seq))
+        if embed:
+            total += sum(model.time("embeddings", rows, seq))
+        if head:
+            total += sum(model.time("head", rows, seq))
+        return total
+
+    def _predict(self, plan: Plan) -> Prediction:
+        cfg, devices, n = self.cfg, plan.devices, plan.degree
+        problems = tuple(plan_problems(plan, self.scenario))
+        b, t, d, layers = cfg.batch_size, cfg.seq_len, cfg.d_model, cfg.layers
+        grad_bytes = self.params["total"] * FLOAT_BYTES
+        compute = {dev: 0.0 for dev in devices}
+        sent = {dev: 0.0 for dev in devices}
+        recv = {dev: 0.0 for dev in devices}
+        optimizer = {dev: self.devices[dev].optimizer_s_per_param * self.params["total"] for dev in devices}
+        if plan.kind == "local":
+            compute[devices[0]] = self._fwd_bwd(devices[0], b, t, layers, True, True)
+            step = compute[devices[0]] + optimizer[devices[0]]
+        elif plan.kind == "dp":
+            for dev, rows in zip(devices, split_evenly(b, n)):
+                compute[dev] = self._fwd_bwd(dev, len(rows), t, layers, True, True)
+            comm = self.allreduce_s(devices, grad_bytes)
+            for dev in devices:
+                sent[dev] = recv[dev] = 2 * (n - 1) / n * grad_bytes
+            step = max(compute.values()) + comm + max(optimizer.values())
+        elif plan.kind == "pp":
+            micro = pipeline_microbatches(cfg, n) or n
+            rows = b / micro
+            act_bytes = rows * t * d * FLOAT_BYTES
+            stage_time = []
+            for s, (dev, owned) in enumerate(zip(devices, stage_layer_ranges(layers, n))):
+                per_micro = self._fwd_bwd(dev, rows, t, len(owned), s == 0, s == n - 1)
+                optimizer[dev] = self.devices[dev].optimizer_s_per_param * (
+                    len(owned) * self.params["block"] + (self.params["embeddings"] if s == 0 else 0)
+                    + (self.params["head"] if s == n - 1 else 0))
+                comm = 0.0
+                if s < n - 1:  # activations forward, their gradients come back
+                    comm += self.transfer_s(dev, devices[s + 1], act_bytes) + self.transfer_s(devices[s + 1], dev, act_bytes)
+                    sent[dev] += micro * act_bytes
+                    recv[dev] += micro * act_bytes
+                    sent[devices[s + 1]] += micro * act_bytes
+                    recv[devices[s + 1]] += micro * act_bytes
+                compute[dev] = micro * per_micro
+                stage_time.append((per_micro, comm))
+            first = sum(p + c for p, c in stage_time)
+            steady = max(max(p, c) for p, c in stage_time)
+            step = first + (micro - 1) * steady + max(optimizer.values())
+        elif plan.kind == "tp":
+            act_bytes = b * t * d * FLOAT_BYTES
+            for dev in devices:
+                model = self.devices[dev]
+                block = sum(model.time("block", b, t)) / n
+                compute[dev] = layers * block + sum(model.time("embeddings", b, t)) + sum(model.time("head", b, t))
+                sent[dev] = recv[dev] = TP_ALLREDUCES_PER_BLOCK * layers * 2 * (n - 1) / n * act_bytes
+                optimizer[dev] = model.optimizer_s_per_param * (self.params["total"] - layers * self.params["block"] * (1 - 1 / n))
+            comm = TP_ALLREDUCES_PER_BLOCK * layers * self.allreduce_s(devices, act_bytes)
+            step = max(compute.values()) + comm + max(optimizer.values())
+        else:  # sp
+            chunk = t // n
+            kv_chunk_bytes = b * chunk * d * FLOAT_BYTES
+            for dev in devices:
+                compute[dev] = self._fwd_bwd(dev, b, chunk, layers, True, True)
+                # k and v: gathered forward; their gradients reduce-scattered backward, which gloo does
+                # as an all-reduce of the whole gathered tensor.
+                forward = 2 * layers * (n - 1) * kv_chunk_bytes
+                backward = 2 * layers * 2 * (n - 1) * kv_chunk_bytes
+                sent[dev] = recv[dev] = forward + backward + 2 * (n - 1) / n * grad_bytes
+            comm = (2 * layers * self.allgather_s(devices, kv_chunk_bytes)
+                    + 2 * layers * self.allreduce_s(devices, n * kv_chunk_bytes)
+                    + self.allreduce_s(devices, grad_bytes))
+            step = max(compute.values()) + comm + max(optimizer.values())
+        step = self._throttled_step(plan, step, {dev: compute[dev] + optimizer[dev] for dev in devices})
+        energy = {}
+        for dev in devices:
+            model, power = self.devices[dev], get_profile(self.scenario.device(dev).profile)
+            busy_cpu = (compute[dev] + optimizer[dev]) * model.cpu_per_compute_s
+            idle_cpu = max(step - compute[dev] - optimizer[dev], 0.0) * model.idle_cpu_per_s
+            energy[dev] = profile_energy_j(
+                idle_w=power.idle_power_w.value, active_w=power.active_power_w.value,
+                tx_j_per_byte=power.radio_tx_j_per_byte.value, rx_j_per_byte=power.radio_rx_j_per_byte.value,
+                cores=model.cores, wall_s=step, cpu_s=busy_cpu + idle_cpu, bytes_sent=sent[dev], bytes_recv=recv[dev])
+        memory = self._memory(plan)
+        fits = not problems
+        return Prediction(str(plan), step, energy, {k: int(v) for k, v in sent.items()},
+                          {k: int(v) for k, v in recv.items()}, memory, fits, problems)
+
+    def _throttled_step(self, plan: Plan, path_s: float, busy_s: dict[str, float]) -> float:
+        """The step under CPU quotas. `path_s` is the schedule's critical path with every device computing
+        at its sustained (throttled) rate, `busy_s` each device's compute + optimizer time at that rate.
+        A device under a quota (CFS: `rate` of a core per period) needs at least its busy time; but while
+        it waits (for the network, for slower devices) its quota goes unused, so its compute bursts run
+        at full core speed, and the path it is on is shorter by (1 - rate) of its busy time. Measured on
+        the smart-home testbed this halves the error of dp and pp (whose waits are short and fall into
+        time a device is throttled anyway) and keeps tp and sp within target. Without a quota (rate 1) it
+        is the critical path."""
+        if plan.kind == "local":
+            return path_s
+        step = 0.0
+        for dev, busy in busy_s.items():
+            rate = min(self.devices[dev].sustained_cpu_rate, 1.0)
+            step = max(step, busy, path_s - (1.0 - rate) * busy)
+        return step
+
+    def _memory(self, plan: Plan) -> dict[str, float]:
+        """MiB per device, from the one memory model that also decides feasibility."""
+        return {estimate.device: estimate.need_mb for estimate in estimate_memory(plan, self.scenario)}
+
+
+def _transfer_table(measured: dict) -> tuple[list[float], list[float]]:
+    """(sizes, seconds) from a profiled link, with (0 bytes, one latency) as the first point."""
+    sizes = [0.0] + [float(size) for size in measured["transfer_s"]]
+    seconds = [measured["latency_s"]] + list(measured["transfer_s"].values())
+    return sizes, seconds

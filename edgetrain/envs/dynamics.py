@@ -1,0 +1,193 @@
+"""How the world answers a plan: the one interface behind EdgeTrain-v0, and its simulated side.
+
+`Dynamics` is what the env steps through. `SimDynamics` (here) answers from the calibrated cost model
+and availability traces sampled from the scenario; `LiveDynamics` (envs/live.py) trains for real on
+the emulated testbed or on real devices. The env itself holds no world state: it keeps one
+`EpisodeState` and replaces it with what the dynamics report.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgetrain.core.availability import sample_trace
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT, HEARTBEAT_TIMEOUT_S
+from edgetrain.envs.slots import SlotFleet
+from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
+
+
+@dataclass(frozen=True)
+class JobRules:
+    """What the env's arguments fix about every interval."""
+
+    decision_steps: int
+    batch_size: int
+    target_samples: int
+    checkpoint_every: int
+    switch_s: float
+    """Seconds to start the shards of a new plan."""
+    noise: float
+    """Sim: relative standard deviation of time and energy."""
+
+
+class Dynamics(ABC):
+    measured: bool
+    """True when intervals are trained for real (their figures are measurements)."""
+
+    @abstractmethod
+    def begin_episode(self, fleet: SlotFleet, rng: np.random.Generator) -> World:
+        """A new job on `fleet`: the world at its first decision (after waiting for a device, if none is
+        there)."""
+
+    def before_decision(self, world: World) -> tuple[World, float]:
+        """The world as the plan starts, and the seconds spent waiting for a device. The simulator's
+        world does not move between observation and action; a live fleet may have."""
+        return world, 0.0
+
+    @abstractmethod
+    def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator) -> IntervalOutcome:
+        """Train `resolved` for one decision interval from `state`."""
+
+    def close(self) -> None:
+        pass
+
+
+class SimDynamics(Dynamics):
+    """The calibrated simulator: the cost model's predictions with log-normal noise, availability from
+    traces sampled per episode, batteries that drain with the predicted energy. A device that leaves
+    during an interval costs the work since the last checkpoint, the detection time and the idle power
+    of the plan's devices meanwhile."""
+
+    measured = False
+
+    def __init__(self, rules: JobRules):
+        self.rules = rules
+
+    def begin_episode(self, fleet: SlotFleet, rng: np.random.Generator) -> World:
+        self.fleet = fleet
+        scenario = fleet.scenario
+        expected_s = self.rules.target_samples / self.rules.batch_size * fleet.slowest_local_s
+        self.horizon_s = max(4 * expected_s, 3600.0)
+        base_dir = Path(scenario.source).parent if scenario.source else Path(".")
+        self.flips: list[list[float]] = []  # per slot: sorted times at which its state changes
+        self.up_at_0: list[bool] = []
+        for device in scenario.devices:
+            intervals = sample_trace(device.availability, self.horizon_s, rng, base_dir)
+            times = []
+            for start, end in intervals:
+                if start > 0.0:
+                    times.append(start)
+                if end < self.horizon_s:
+                    times.append(end)
+            self.flips.append(times)
+            self.up_at_0.append(bool(intervals) and intervals[0][0] <= 0.0)
+        self.flat = [False] * fleet.n  # batteries run down: gone for the rest of the job
+        battery = tuple(1.0 if capacity is None else device.battery_initial_pct / 100.0
+                        for capacity, device in zip(fleet.battery_j, scenario.devices))
+        t, _ = self._wait_for_a_device(0.0)
+        return self.world(t, battery)
+
+    # --- the availability trace ------------------------------------------------------------------------
+    def online(self, i: int, t: float) -> bool:
+        count = 0
+        for flip in self.flips[i]:  # a few flips per episode: a linear scan beats bisect here
+            if flip > t:
+                break
+            count += 1
+        return self.up_at_0[i] ^ (count % 2 == 1) and not self.flat[i]
+
+    def next_offline(self, i: int, t: float) -> float:
+        """When device i next leaves after t (inf if not within the horizon)."""
+        online = self.up_at_0[i]
+        for flip in self.flips[i]:
+            if flip > t and online:
+                return flip
+            online = not online
+        return math.inf
+
+    def _last_change(self, i: int, t: float) -> float:
+        last = 0.0
+        for flip in self.flips[i]:
+            if flip > t:
+                break
+            last = flip
+        return last
+
+    def _available(self, t: float) -> int:
+        mask = 0
+        for i in range(self.fleet.n):
+            if self.online(i, t):
+                mask |= 1 << i
+        return mask
+
+    def _wait_for_a_device(self, t: float) -> tuple[float, float]:
+        """No device at all: time passes until one returns. (new t, seconds waited)"""
+        start = t
+        while self._available(t) == 0:
+            upcoming = [flip for i in range(self.fleet.n) if not self.flat[i] for flip in self.flips[i] if flip > t]
+            if not upcoming:
+                break
+            t = min(upcoming) + 1e-6
+        return t, t - start
+
+    def world(self, t: float, battery: tuple[float, ...]) -> World:
+        available = self._available(t)
+        up_for = tuple(t - self._last_change(i, t) if available >> i & 1 else 0.0 for i in range(self.fleet.n))
+        return World(t, available, up_for, battery)
+
+    # --- one interval ------------------------------------------------------------------------------------
+    def predict(self, resolved: ResolvedPlan, state: EpisodeState, steps: int, noise_t: float = 1.0,
+                noise_e: float = 1.0) -> dict:
+        """What `steps` training steps of this plan would bring from `state` on the episode's true
+        availability trace; changes nothing. `run` applies it; a clairvoyant planner may ask."""
+        rules = self.rules
+        step_time = resolved.prediction.step_time_s * noise_t
+        switched = state.plan is None or resolved.plan != state.plan.plan
+        switch = rules.switch_s if switched else 0.0
+        duration = switch + steps * step_time
+        start = state.world.t
+        failure_at = min((self.next_offline(i, start) for i in resolved.slots), default=math.inf)
+        failed = failure_at < start + duration
+        if failed:
+            trained_time = max(failure_at - start - switch, 0.0)
+            done_steps = min(int(trained_time / step_time), steps)
+            kept_steps = done_steps // rules.checkpoint_every * rules.checkpoint_every
+            duration = (failure_at - start) + HEARTBEAT_TIMEOUT_S
+            compute_steps = trained_time / step_time
+        else:
+            done_steps = kept_steps = steps
+            compute_steps = steps
+        per_step_energy = [e * noise_e for e in resolved.step_energies_j]
+        idle_s = duration - compute_steps * step_time  # the plan's devices idle through switch and failure
+        energy = sum(per_step_energy) * compute_steps + idle_s * resolved.idle_w
+        return {"failed": failed, "switched": switched, "duration_s": duration, "energy_j": energy,
+                "samples": kept_steps * rules.batch_size, "lost_steps": done_steps - kept_steps,
+                "per_step_energy_j": per_step_energy, "compute_steps": compute_steps, "idle_s": idle_s}
+
+    def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator) -> IntervalOutcome:
+        noise = self.rules.noise
+        noise_t = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
+        noise_e = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
+        p = self.predict(resolved, state, self.rules.decision_steps, noise_t, noise_e)
+        battery = self._drain(state.world.battery, resolved, p)
+        t, waited = self._wait_for_a_device(state.world.t + p["duration_s"])
+        return IntervalOutcome(str(resolved.plan), int(p["failed"]), p["switched"], p["duration_s"] + waited,
+                               p["energy_j"], p["samples"], p["lost_steps"], self.world(t, battery))
+
+    def _drain(self, battery: tuple[float, ...], resolved: ResolvedPlan, p: dict) -> tuple[float, ...]:
+        charge = list(battery)
+        for index, i in enumerate(resolved.slots):
+            capacity = self.fleet.battery_j[i]
+            if capacity is None:
+                continue
+            spent = (p["per_step_energy_j"][index] * p["compute_steps"]
+                     + p["idle_s"] * self.fleet.powers[i].idle_power_w.value)
+            charge[i] = max(0.0, charge[i] - spent / capacity)
+            if charge[i] < BATTERY_CUTOFF_PCT / 100.0:
+                self.flat[i] = True  # below the cutoff the device leaves for good (as on the testbed)
+        return tuple(charge)

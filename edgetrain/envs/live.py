@@ -1,0 +1,114 @@
+"""The live side of EdgeTrain-v0: every interval trains for real, on the emulated testbed (backend
+"mininet") or on real devices listed in a cluster file (backend "cluster"). The fleet stays up across
+episodes and comes down on close()."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgetrain.core.errors import RunError
+from edgetrain.envs.dynamics import Dynamics, JobRules
+from edgetrain.envs.slots import SlotFleet
+from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
+from edgetrain.fleet.backends import open_backend
+from edgetrain.runtime.coordinator.job import Job
+from edgetrain.runtime.coordinator.recovery import run_with_recovery
+
+
+class LiveDynamics(Dynamics):
+    measured = True
+
+    def __init__(self, rules: JobRules, backend: str = "mininet", cluster=None, time_scale: float = 1.0,
+                 run_dir: Optional[str] = None, progress: Callable[[str], None] = lambda line: None):
+        self.rules = rules
+        self.backend_name = backend
+        self.cluster = cluster
+        self.time_scale = time_scale
+        self.requested_run_dir = run_dir
+        self.progress = progress
+        self._stack: Optional[contextlib.ExitStack] = None
+        self.episode = 0
+        self.checkpoint: Optional[str] = None
+
+    def _open(self, fleet: SlotFleet, seed: int) -> None:
+        """Bring the fleet up once, on the first episode; it serves every later one."""
+        self._stack = contextlib.ExitStack()
+        run_dir = self.requested_run_dir
+        if run_dir is None:
+            run_dir = self._stack.enter_context(tempfile.TemporaryDirectory(prefix="edgetrain-env-"))
+        self.run_dir = Path(run_dir)
+        try:
+            self.backend = self._stack.enter_context(
+                open_backend(self.backend_name, fleet.scenario, self.run_dir, seed=seed, time_scale=self.time_scale,
+                             progress=self.progress, cluster=self.cluster))
+        except BaseException:
+            self._stack.close()
+            self._stack = None
+            raise
+
+    def begin_episode(self, fleet: SlotFleet, rng: np.random.Generator) -> World:
+        if self._stack is None:
+            self._open(fleet, seed=int(rng.integers(2 ** 31)))
+        self.fleet = fleet
+        self.episode += 1  # a new job: fresh weights, its own checkpoint file
+        self.checkpoint = None
+        self._seen = self._available_list()  # availability as seen at decisions: the testbed keeps no history
+        self._since = [0.0] * fleet.n
+        return self._world(0.0)
+
+    @property
+    def episode_checkpoint(self) -> Path:
+        return self.run_dir / f"episode{self.episode}.pt"
+
+    def _available_list(self) -> list[bool]:
+        return self.backend.online(list(self.fleet.names))
+
+    def _world(self, t: float) -> World:
+        online = self._available_list()
+        for i, up in enumerate(online):
+            if up != self._seen[i]:
+                self._seen[i], self._since[i] = up, t
+        battery = tuple(1.0 if pct is None else pct / 100.0 for pct in self.backend.battery(list(self.fleet.names)))
+        return World(t, sum(1 << i for i, up in enumerate(online) if up),
+                     tuple(t - self._since[i] if up else 0.0 for i, up in enumerate(online)), battery)
+
+    def before_decision(self, world: World, timeout_s: float = 600.0) -> tuple[World, float]:
+        """Block until some device is available; the world as the plan starts."""
+        started = time.monotonic()
+        while not any(self._available_list()):
+            if time.monotonic() - started > timeout_s:
+                raise RunError(f"no device of {self.fleet.scenario.name} has been available for {timeout_s:.0f} s")
+            time.sleep(0.5)
+        waited = time.monotonic() - started
+        return self._world(world.t + waited), waited
+
+    def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator) -> IntervalOutcome:
+        """Train the plan for real from the job's last checkpoint, recovering from lost devices
+        (replanning on the ones left). The last interval stops at the target."""
+        rules = self.rules
+        remaining = -(-(rules.target_samples - state.samples) // rules.batch_size)
+        target = str(self.episode_checkpoint)
+        job = Job(scenario=self.fleet.scenario, plan=resolved.plan, steps=min(rules.decision_steps, remaining),
+                  run_dir=self.run_dir / f"episode{self.episode}", resume=self.checkpoint, checkpoint_out=target,
+                  checkpoint_every=rules.checkpoint_every, device_cores=self.backend.device_cores,
+                  socket_ifnames=self.backend.socket_ifnames,
+                  hardware_meter=self.backend.facts.get("backend") == "cluster")
+        run = run_with_recovery(job, self.backend.launcher, progress=self.progress).to_dict()
+        self.checkpoint = target
+        time_s = run["total"]["wall_s"]  # startup, switch and recovery included
+        failures = len(run["recoveries"])
+        return IntervalOutcome(run["plans"][-1]["plan"], failures,
+                               state.plan is None or resolved.plan != state.plan.plan, time_s,
+                               run["total"]["energy_j"], len(run["steps"]) * rules.batch_size,
+                               len(run["lost_steps"]), self._world(state.world.t + time_s), measured=run)
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack = None

@@ -1,0 +1,67 @@
+"""The measuring pipelines everything shares: calibrating a fleet, and measuring what plans really cost.
+`edgetrain calibrate`, the demo, the fidelity benchmark and the fidelity tests all call these, so they
+cannot drift apart (warm-up first, the backend's facts recorded, the first step of a plan not timed)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from edgetrain.core.config import Scenario
+from edgetrain.core.plans import Plan
+from edgetrain.fleet.backends import Backend
+from edgetrain.runtime.coordinator.calibration import calibrate_devices
+from edgetrain.runtime.coordinator.job import Job, run_job
+
+
+def warm_up_devices(backend: Backend, scenario: Scenario) -> None:
+    """Run one training step on every device alone, so that every worker's warm shard process has
+    imported torch before anything is measured: on a fresh testbed all of them import at once, and on
+    a 2-core machine that slows whatever runs beside them for the first ten seconds or so."""
+    for device in scenario.device_names:
+        run_job(Job(scenario=scenario, plan=Plan("local", (device,)), steps=1,
+                    run_dir=Path(tempfile.mkdtemp(prefix=f"edgetrain-warm-{device}-")),
+                    device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames), backend.launcher)
+
+
+def calibrate_fleet(backend: Backend, scenario: Scenario, run_dir: Path,
+                    progress: Callable[[str], None] = lambda line: None) -> dict:
+    """Warm every device up, measure them (edgetrain.core.calibration) and record the backend's facts
+    (CPU shares and links on the testbed, which the cost model checks a scenario against)."""
+    progress(f"warming up {len(scenario.devices)} devices")
+    warm_up_devices(backend, scenario)
+    calibration = calibrate_devices(scenario, backend.launcher, run_dir, backend=backend.name,
+                                    device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames,
+                                    progress=progress)
+    calibration.update(backend.facts)
+    return calibration
+
+
+@dataclass(frozen=True)
+class PlanMeasurement:
+    plan: Plan
+    time_s: float
+    """Median step time (the slowest device's), first step excluded."""
+    energy_j: float
+    """Median step energy of all devices together, first step excluded."""
+
+
+def measure_plans(backend: Backend, scenario: Scenario, plans: Iterable[Plan], run_dir: Path, steps: int = 6,
+                  progress: Callable[[PlanMeasurement], None] = lambda measured: None) -> list[PlanMeasurement]:
+    """Train each plan for `steps` steps for real and take the median of every step but the first
+    (which pays for starting the plan). Warm the devices up first (`warm_up_devices`)."""
+    if steps < 2:
+        raise ValueError("measuring a plan needs at least 2 steps (the first is not timed)")
+    results = []
+    for index, plan in enumerate(plans, start=1):
+        job = Job(scenario=scenario, plan=plan, steps=steps, run_dir=run_dir / f"plan{index}",
+                  device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+        timed = run_job(job, backend.launcher).steps[1:]
+        measured = PlanMeasurement(plan, statistics.median(s["time_s"] for s in timed),
+                                   statistics.median(s["energy_j"] for s in timed))
+        progress(measured)
+        results.append(measured)
+    return results

@@ -1,0 +1,179 @@
+"""The coordinator runs one plan: it checks it, starts one shard per device through a launcher, follows
+their events, and turns them into the run's metrics. Only the coordinator writes metrics."""
+
+from __future__ import annotations
+
+import queue
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from edgetrain.core.config import Scenario
+from edgetrain.core.errors import DeviceLost, RunError
+from edgetrain.core.plans import Plan
+from edgetrain.runtime.training.checkpoint import check_compatible, load_checkpoint
+from edgetrain.core.feasibility import check_plan
+from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
+from edgetrain.runtime.coordinator.metrics import RunMetrics
+from edgetrain.runtime.wire.spec import ShardSpec
+
+
+@dataclass
+class Job:
+    scenario: Scenario
+    plan: Plan
+    steps: int
+    run_dir: Path
+    seed: int = 0
+    data: Optional[str] = None
+    resume: Optional[str] = None
+    checkpoint_out: Optional[str] = None
+    checkpoint_every: int = 0
+    hardware_meter: bool = False
+    device_cores: dict[str, float] = field(default_factory=dict)
+    """CPU capacity per device for the profile meter; 1.0 (one thread) when not given."""
+    socket_ifnames: dict[str, str] = field(default_factory=dict)
+    master_port: Optional[int] = None
+    stall_timeout_s: float = 600.0
+    """Fail when no shard reports anything for this long."""
+    mode: str = "train"
+    """train, or profile: every device of the plan measures itself and its links (no training)."""
+    faults: dict[int, str] = field(default_factory=dict)
+    """Fault injection for tests and demos: after step N completes, kill device D's worker."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+ProgressFn = Callable[[str], None]
+FaultFn = Callable[[str], None]
+POLL_S = 0.25
+
+
+def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None,
+            inject_fault: Optional[FaultFn] = None, metrics: Optional[RunMetrics] = None) -> RunMetrics:
+    """Train `job.steps` steps of `job.plan`. Raises DeviceLost (with the partial metrics attached) when
+    devices of the plan vanish, RunError when a shard fails for another reason."""
+    if job.steps < 1:
+        raise RunError("--steps must be at least 1")
+    job.plan.check_devices(job.scenario.device_names)
+    if job.mode == "train":
+        check_plan(job.plan, job.scenario)
+    start_step = 0
+    if job.resume:
+        payload = load_checkpoint(job.resume)
+        check_compatible(payload, job.resume, job.scenario.model, job.seed)
+        start_step = payload["step"]
+        del payload
+    model_fields = {k: v for k, v in asdict(job.scenario.model).items() if k != "vocab_size"}
+    master = launcher.master_address(job.plan.devices[0])
+    port = job.master_port or free_port()
+    specs = [
+        ShardSpec(rank=rank, world_size=job.plan.degree, kind=job.plan.kind, device=device, master_addr=master,
+                  master_port=port, model=model_fields, seed=job.seed, steps=job.steps,
+                  profile=job.scenario.device(device).profile, cores=job.device_cores.get(device, 1.0),
+                  data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
+                  checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
+                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode)
+        for rank, device in enumerate(job.plan.devices)
+    ]
+    if metrics is None:  # else: a recovery continues the run's metrics
+        metrics = RunMetrics(plan="", scenario=job.scenario.name, devices=[],
+                             batch_size=job.scenario.model.batch_size, start_step=start_step)
+    metrics.begin_plan(str(job.plan), list(job.plan.devices), start_step)
+    target_step = start_step + job.steps
+    messages: "queue.Queue[ShardMessage]" = queue.Queue()
+    handles: list[ShardHandle] = []
+    started = time.perf_counter()
+    progress(f"starting {job.plan.degree} shard(s) for {job.plan} ({job.steps} steps from step {start_step})")
+    try:
+        for spec in specs:
+            handles.append(launcher.start(spec, messages, job.run_dir / f"shard-{spec.rank}-{spec.device}.log"))
+        _follow(job, launcher, metrics, messages, progress, inject_fault, target_step)
+    except DeviceLost as lost:
+        lost.metrics = metrics
+        lost.step = metrics.last_step
+        raise
+    finally:
+        for handle in handles:
+            handle.kill()
+        metrics.wall_s += time.perf_counter() - started
+    return metrics
+
+
+def _check_devices(job: Job, launcher: Launcher, metrics: RunMetrics) -> None:
+    lost = launcher.lost_devices(list(job.plan.devices))
+    if lost:
+        raise DeviceLost(lost, metrics.last_step, time.monotonic())
+
+
+def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str) -> RunError:
+    """A shard died. If a device vanished, that is the cause (its peers fail with it): give heartbeats
+    the time to tell before blaming the shard."""
+    deadline = time.monotonic() + getattr(launcher, "heartbeat_timeout_s", 0.0) + 1.0
+    while True:
+        try:
+            _check_devices(job, launcher, metrics)
+        except DeviceLost as lost:
+            return lost
+        if time.monotonic() >= deadline:
+            return RunError(reason)
+        time.sleep(POLL_S)
+
+
+def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
+            progress: ProgressFn, inject_fault: Optional[FaultFn], last_step: int) -> None:
+    world = job.plan.degree
+    done: set[int] = set()
+    shown_at = 0.0
+    heard_at = time.monotonic()
+    while len(done) < world:
+        _check_devices(job, launcher, metrics)
+        try:
+            message = messages.get(timeout=POLL_S)
+            heard_at = time.monotonic()
+        except queue.Empty:
+            if time.monotonic() - heard_at > job.stall_timeout_s:
+                raise RunError(f"no shard of {job.plan} reported anything for {job.stall_timeout_s:.0f} s") from None
+            continue
+        device = job.plan.devices[message.rank]
+        if message.event is None:
+            if message.rank not in done:
+                raise _shard_failed(job, launcher, metrics,
+                                    f"the shard on {device} (rank {message.rank}) exited with code "
+                                    f"{message.exit_code} before finishing; its log is in {job.run_dir}")
+            continue
+        event = message.event
+        kind = event["event"]
+        if kind == "error":
+            raise _shard_failed(job, launcher, metrics,
+                                f"the shard on {device} (rank {message.rank}) failed: {event['message']}")
+        if kind == "ready":
+            metrics.add_ready(device, event)
+            if len(metrics.corpora) == world and len(set(metrics.corpora.values())) > 1:
+                raise RunError("the devices disagree on the training text (different corpus fingerprints)")
+        elif kind == "step":
+            record = metrics.add_step(device, event, world)
+            # At most one progress line a second (and the last step): fast steps must not pay for printing.
+            if record is not None and (time.monotonic() - shown_at >= 1.0 or record["step"] == last_step):
+                shown_at = time.monotonic()
+                progress(f"[{job.plan}] step {record['step']}/{last_step}  "
+                         f"loss {record['loss']:.4f}  {record['time_s']:.3f} s  {record['energy_j']:.2f} J  "
+                         f"{record['bytes'] / 1e6:.2f} MB")
+            if record is not None and record["step"] in job.faults and inject_fault is not None:
+                victim = job.faults.pop(record["step"])
+                progress(f"[{job.plan}] injecting a fault: killing the worker of {victim} after step {record['step']}")
+                inject_fault(victim)
+        elif kind == "measurement":
+            metrics.measurements.setdefault(device, {})[event["part"]] = event["data"]
+            progress(f"profiled {event['part']} of {device}")
+        elif kind == "checkpoint":
+            metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
+            progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")
+        elif kind == "done":
+            done.add(message.rank)

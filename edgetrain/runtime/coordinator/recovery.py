@@ -1,0 +1,93 @@
+"""Training that survives devices that vanish: restore the last checkpoint and go on with the
+devices still there, on a plan that works for them."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Optional
+
+from edgetrain.core.config import Scenario
+from edgetrain.core.errors import DeviceLost, RunError
+from edgetrain.core.plans import FALLBACK_KINDS, Plan
+from edgetrain.runtime.coordinator.job import FaultFn, Job, ProgressFn, run_job
+from edgetrain.core.feasibility import plan_problems
+from edgetrain.runtime.coordinator.launcher import Launcher
+from edgetrain.runtime.coordinator.metrics import RunMetrics
+
+
+
+def replan(plan: Plan, available: list[str], scenario: Scenario) -> Optional[Plan]:
+    """The same kind on the remaining devices of the plan (kept in their order) if it can run, else
+    another kind, else one device alone (the plan's first remaining device)."""
+    remaining = [d for d in plan.devices if d in available]
+    if not remaining:
+        remaining = [d for d in scenario.device_names if d in available][:1]
+    if not remaining:
+        return None
+    if len(remaining) == 1:
+        candidates = [Plan("local", tuple(remaining))]
+    else:
+        kinds = [plan.kind] + [k for k in FALLBACK_KINDS if k != plan.kind] if plan.kind != "local" else FALLBACK_KINDS
+        candidates = [Plan(kind, tuple(remaining)) for kind in kinds]
+        candidates += [Plan("local", (d,)) for d in remaining]
+    for candidate in candidates:
+        if not plan_problems(candidate, scenario):
+            return candidate
+    return None
+
+
+def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None,
+                      inject_fault: Optional[FaultFn] = None, max_recoveries: int = 10,
+                      wait_for_devices_s: float = 30.0) -> RunMetrics:
+    """Run the job to its last step whatever devices are lost on the way; the metrics carry a
+    `recoveries` entry (devices, step, seconds to resume) for every loss."""
+    if not job.checkpoint_out:
+        raise RunError("recovery needs checkpoints: give the job a checkpoint path")
+    metrics: Optional[RunMetrics] = None
+    current = job
+    pending: Optional[dict] = None  # the last recovery, until its first step tells how long it took
+    while True:
+        try:
+            metrics = run_job(current, launcher, progress, inject_fault, metrics)
+            if pending is not None:
+                _finish_record(pending, metrics)
+            return metrics
+        except DeviceLost as lost:
+            metrics = lost.metrics
+            if pending is not None:
+                _finish_record(pending, metrics)
+            if len(metrics.recoveries) >= max_recoveries:
+                raise RunError(f"gave up after {max_recoveries} recoveries: {lost}") from None
+            target_step = metrics.start_step + job.steps
+            resume_step = metrics.checkpoints[-1]["step"] if metrics.checkpoints else metrics.start_step
+            resume_from = metrics.checkpoints[-1]["path"] if metrics.checkpoints else job.resume
+            progress(f"lost {', '.join(lost.devices)} after step {lost.step}; resuming from step {resume_step}")
+            new_plan = _wait_for_plan(current.plan, lost.devices, launcher, job.scenario, wait_for_devices_s)
+            if new_plan is None:
+                raise RunError(f"no plan can run on the devices still available after losing "
+                               f"{', '.join(lost.devices)}") from None
+            progress(f"recovering on {new_plan}")
+            pending = {"devices": lost.devices, "step": lost.step, "resumed_from_step": resume_step,
+                       "lost_steps": lost.step - resume_step, "old_plan": str(current.plan),
+                       "new_plan": str(new_plan), "detected_at": lost.detected_at}
+            metrics.recoveries.append(pending)
+            current = dataclasses.replace(current, plan=new_plan, resume=resume_from,
+                                          steps=target_step - resume_step)
+
+
+def _finish_record(record: dict, metrics: RunMetrics) -> None:
+    detected = record.pop("detected_at", None)
+    if metrics.first_step_at is not None and detected is not None:
+        record["seconds_to_resume"] = metrics.first_step_at - detected
+
+
+def _wait_for_plan(plan: Plan, lost: list[str], launcher: Launcher, scenario: Scenario,
+                   timeout_s: float) -> Optional[Plan]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        available = [d for d in launcher.available_devices(scenario.device_names) if d not in lost]
+        new_plan = replan(plan, available, scenario)
+        if new_plan is not None or time.monotonic() > deadline:
+            return new_plan
+        time.sleep(0.5)

@@ -1,0 +1,161 @@
+"""The coordinator's side of the control plane: a client per worker daemon, and a launcher that starts
+shards through them. Used for the mininet backend (workers inside emulated hosts) and for real devices."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from edgetrain.core.errors import DeviceLost
+from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
+from edgetrain.runtime.wire.control import Channel, ProtocolError, connect
+from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
+from edgetrain.runtime.wire.spec import EVENT_SCHEMA, ShardSpec
+
+
+class WorkerClient:
+    """An authenticated connection to one worker; follows its heartbeats and relays its shard events."""
+
+    def __init__(self, device: str, address: tuple[str, int], token: bytes, connect_timeout_s: float = 10.0):
+        self.device = device
+        self.address = address
+        self.channel: Channel
+        self.channel, remote_device = connect(address, token, timeout_s=connect_timeout_s)
+        if remote_device != device:
+            self.channel.close()
+            raise ProtocolError(f"the worker at {address[0]}:{address[1]} is {remote_device!r}, not {device!r}")
+        self.last_seen = time.monotonic()
+        self.state: dict = {}
+        self.connected = True
+        self._messages: Optional["queue.Queue[ShardMessage]"] = None
+        self._rank: Optional[int] = None
+        self._replies: "queue.Queue[dict]" = queue.Queue()
+        threading.Thread(target=self._read, name=f"worker-{device}", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self.channel.receive()
+                self.last_seen = time.monotonic()
+                kind = message["type"]
+                if kind in ("heartbeat", "state"):
+                    self.state = message["state"]
+                    if kind == "state":
+                        self._replies.put(message)
+                elif kind == "event":
+                    event = message["event"]
+                    schema = EVENT_SCHEMA.get(event.get("event"))
+                    if self._messages is not None and schema is not None and all(k in event for k in schema):
+                        self._messages.put(ShardMessage(event["rank"], event=event))
+                elif kind == "exit":
+                    if self._messages is not None:
+                        self._messages.put(ShardMessage(message["rank"], exit_code=message["code"]))
+                else:
+                    self._replies.put(message)
+        except (ProtocolError, ConnectionError, OSError, ValueError):
+            pass
+        finally:
+            self.connected = False
+            self._replies.put({"type": "closed"})
+
+    def _request(self, message: dict, timeout_s: float = 30.0) -> dict:
+        self.channel.send(message)
+        try:
+            reply = self._replies.get(timeout=timeout_s)
+        except queue.Empty:
+            raise ConnectionError(f"worker {self.device} did not answer {message['type']}") from None
+        if reply["type"] == "closed":
+            raise ConnectionError(f"worker {self.device} closed the connection")
+        return reply
+
+    def status(self) -> dict:
+        return self._request({"type": "status"})["state"]
+
+    def start(self, spec: ShardSpec, messages: "queue.Queue[ShardMessage]") -> None:
+        self._messages, self._rank = messages, spec.rank
+        reply = self._request({"type": "start", "spec": ShardSpec.from_json(spec.to_json()).__dict__})
+        if reply["type"] != "started":
+            raise ConnectionError(f"worker {self.device} refused the shard: {reply.get('reason', reply['type'])}")
+
+    def stop(self) -> None:
+        if self.connected:
+            try:
+                self._request({"type": "stop"}, timeout_s=10.0)
+            except (ConnectionError, OSError):
+                pass
+        self._messages = None
+
+    def silent_for(self) -> float:
+        return time.monotonic() - self.last_seen
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+class RemoteShard(ShardHandle):
+    def __init__(self, client: WorkerClient):
+        self.client = client
+
+    def kill(self) -> None:
+        self.client.stop()
+
+
+class RemoteLauncher(Launcher):
+    """Shards started by worker daemons at known addresses. A device counts as lost when its
+    connection breaks or its heartbeats stop for `heartbeat_timeout_s`; a device whose worker comes
+    back (it was offline, or restarted) is reconnected when it is next asked for."""
+
+    def __init__(self, addresses: dict[str, tuple[str, int]], token: bytes, heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S):
+        self.addresses = addresses
+        self.token = token
+        self.heartbeat_timeout_s = heartbeat_timeout_s
+        self.clients: dict[str, WorkerClient] = {}
+        self.refused: dict[str, str] = {}
+        """Devices whose peer failed authentication (or is another device), with why: never trusted."""
+
+    def connect_all(self, timeout_s: float = 10.0) -> None:
+        for device in self.addresses:
+            self._client(device, timeout_s)
+
+    def _client(self, device: str, timeout_s: float = 2.0) -> Optional[WorkerClient]:
+        client = self.clients.get(device)
+        if client is not None and client.connected and client.silent_for() <= self.heartbeat_timeout_s:
+            return client
+        if client is not None:
+            client.close()
+            del self.clients[device]
+        try:
+            self.clients[device] = WorkerClient(device, self.addresses[device], self.token, timeout_s)
+        except (OSError, ConnectionError):
+            return None  # not there (yet)
+        except ProtocolError as exc:
+            self.refused[device] = str(exc)
+            return None
+        self.refused.pop(device, None)
+        return self.clients[device]
+
+    def master_address(self, spec_device: str) -> str:
+        return self.addresses[spec_device][0]
+
+    def start(self, spec, messages, log_path: Path):
+        client = self._client(spec.device, timeout_s=5.0)
+        if client is None:
+            raise DeviceLost([spec.device], step=0, detected_at=time.monotonic())  # step: set by run_job
+        client.start(spec, messages)
+        return RemoteShard(client)
+
+    def lost_devices(self, devices: list[str]) -> list[str]:
+        return [d for d in devices
+                if d not in self.clients or not self.clients[d].connected
+                or self.clients[d].silent_for() > self.heartbeat_timeout_s]
+
+    def available_devices(self, devices: list[str]) -> list[str]:
+        return [d for d in devices if d in self.addresses and self._client(d) is not None]
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+        self.clients = {}

@@ -1,0 +1,230 @@
+"""Energy meters behind one interface. Every figure says which meter produced it.
+
+- `profile`: the device's power profile applied to what was measured: wall time, CPU time and bytes.
+  The only meter in emulation (and with the local backend, where several emulated devices share one
+  machine and a hardware counter could not tell them apart).
+- `rapl`: Linux powercap (Intel/AMD RAPL) package energy counters, on a real x86 device.
+- `nvml`: NVIDIA GPU energy counters through pynvml, added to RAPL when both exist.
+- `jetson-rails`: the INA3221 power monitors of Jetson boards (board input rail), sampled and integrated.
+
+Hardware meters measure what their sensor covers (RAPL: the CPU package and DRAM, not the radio); the
+meter's name travels with the figure so nobody mistakes one for another.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from edgetrain.core.power import profile_energy_j
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a device did during one interval."""
+
+    wall_s: float
+    cpu_s: float
+    bytes_sent: int
+    bytes_recv: int
+
+
+@dataclass(frozen=True)
+class PowerProfile:
+    """The numbers a profile meter needs (from the device profile catalog)."""
+
+    idle_w: float
+    active_w: float
+    tx_j_per_byte: float
+    rx_j_per_byte: float
+    cores: float
+    """CPU capacity of the device in cores: CPU seconds per wall second at full load."""
+
+    @classmethod
+    def from_catalog(cls, profile_name: str, cores: float) -> "PowerProfile":
+        from edgetrain.core.catalog import get_profile
+        p = get_profile(profile_name)
+        return cls(p.idle_power_w.value, p.active_power_w.value, p.radio_tx_j_per_byte.value,
+                   p.radio_rx_j_per_byte.value, cores)
+
+    def energy(self, usage: Usage) -> float:
+        return profile_energy_j(idle_w=self.idle_w, active_w=self.active_w, tx_j_per_byte=self.tx_j_per_byte,
+                                rx_j_per_byte=self.rx_j_per_byte, cores=self.cores, wall_s=usage.wall_s,
+                                cpu_s=usage.cpu_s, bytes_sent=usage.bytes_sent, bytes_recv=usage.bytes_recv)
+
+
+class EnergyMeter(ABC):
+    name: str
+
+    @abstractmethod
+    def measure(self, usage: Usage) -> float:
+        """Joules used since the previous call (or since the meter was made)."""
+
+    def close(self) -> None:
+        pass
+
+
+class ProfileMeter(EnergyMeter):
+    name = "profile"
+
+    def __init__(self, profile: PowerProfile):
+        self.profile = profile
+
+    def measure(self, usage: Usage) -> float:
+        return self.profile.energy(usage)
+
+
+class RaplMeter(EnergyMeter):
+    """Sum of the top-level powercap zones (one per CPU package); counters wrap at max_energy_range_uj."""
+
+    name = "rapl"
+
+    def __init__(self, zones: list[Path]):
+        self.zones = zones
+        self.ranges = [int((z / "max_energy_range_uj").read_text()) for z in zones]
+        self.last = [self._read(z) for z in zones]
+
+    @staticmethod
+    def _read(zone: Path) -> int:
+        return int((zone / "energy_uj").read_text())
+
+    @classmethod
+    def detect(cls, sysfs: Path) -> Optional["RaplMeter"]:
+        root = sysfs / "class" / "powercap"
+        zones = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1)
+        try:
+            return cls(zones) if zones else None
+        except (OSError, ValueError):
+            return None  # present but unreadable (not root, or a VM without counters)
+
+    def measure(self, usage: Usage) -> float:
+        total_uj = 0
+        for i, zone in enumerate(self.zones):
+            now = self._read(zone)
+            total_uj += (now - self.last[i]) % (self.ranges[i] + 1)
+            self.last[i] = now
+        return total_uj / 1e6
+
+
+class NvmlMeter(EnergyMeter):
+    """Total energy counters of every NVIDIA GPU (Volta and newer)."""
+
+    name = "nvml"
+
+    def __init__(self, nvml, handles):
+        self.nvml = nvml
+        self.handles = handles
+        self.last = [nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in handles]
+
+    @classmethod
+    def detect(cls) -> Optional["NvmlMeter"]:
+        try:
+            import pynvml
+            pynvml.nvmlInit()
+            handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            return cls(pynvml, handles) if handles else None
+        except Exception:  # no library, no driver, no GPU, or counters unsupported
+            return None
+
+    def measure(self, usage: Usage) -> float:
+        now = [self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self.handles]
+        joules = sum(n - l for n, l in zip(now, self.last)) / 1e3  # millijoules
+        self.last = now
+        return joules
+
+
+class SumMeter(EnergyMeter):
+    def __init__(self, meters: list[EnergyMeter]):
+        self.meters = meters
+        self.name = "+".join(m.name for m in meters)
+
+    def measure(self, usage: Usage) -> float:
+        return sum(m.measure(usage) for m in self.meters)
+
+    def close(self) -> None:
+        for meter in self.meters:
+            meter.close()
+
+
+class JetsonRailMeter(EnergyMeter):
+    """INA3221 hwmon channels: power = voltage (mV) x current (mA). Uses the board input rail (label
+    VDD_IN) when the board has one, else the sum of all rails; sampled in a thread and integrated."""
+
+    name = "jetson-rails"
+
+    def __init__(self, channels: list[tuple[Path, Path]], interval_s: float = 0.05):
+        self.channels = channels
+        self.interval_s = interval_s
+        self._joules = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._last_power = self._power()
+        self._last_time = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="jetson-rails", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def detect(cls, sysfs: Path) -> Optional["JetsonRailMeter"]:
+        channels, board_input = [], []
+        for hwmon in sorted((sysfs / "class" / "hwmon").glob("hwmon*")):
+            try:
+                if "ina3221" not in (hwmon / "name").read_text():
+                    continue
+            except OSError:
+                continue
+            for volt in sorted(hwmon.glob("in*_input")):
+                index = volt.name[2:-len("_input")]
+                curr = hwmon / f"curr{index}_input"
+                if not curr.exists():
+                    continue
+                label_file = hwmon / f"in{index}_label"
+                label = label_file.read_text().strip() if label_file.exists() else ""
+                (board_input if label == "VDD_IN" else channels).append((volt, curr))
+        chosen = board_input or channels
+        return cls(chosen) if chosen else None
+
+    def _power(self) -> float:
+        watts = 0.0
+        for volt, curr in self.channels:
+            try:
+                watts += int(volt.read_text()) * int(curr.read_text()) / 1e6
+            except (OSError, ValueError):
+                pass
+        return watts
+
+    def _sample(self) -> None:
+        power, now = self._power(), time.monotonic()
+        with self._lock:
+            self._joules += 0.5 * (power + self._last_power) * (now - self._last_time)
+            self._last_power, self._last_time = power, now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def measure(self, usage: Usage) -> float:
+        self._sample()
+        with self._lock:
+            joules, self._joules = self._joules, 0.0
+        return joules
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+
+
+def select_meter(profile: PowerProfile, use_hardware: bool, sysfs: Path = Path("/sys")) -> EnergyMeter:
+    """A hardware meter when asked for and present, else the profile meter."""
+    if use_hardware:
+        jetson = JetsonRailMeter.detect(sysfs)
+        if jetson is not None:
+            return jetson
+        rapl = RaplMeter.detect(sysfs)
+        if rapl is not None:
+            nvml = NvmlMeter.detect()
+            return SumMeter([rapl, nvml]) if nvml is not None else rapl
+    return ProfileMeter(profile)

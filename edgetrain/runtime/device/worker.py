@@ -1,0 +1,281 @@
+"""The worker daemon: `edgetrain worker --listen ADDR:PORT --token-file F`.
+
+One runs on every device (inside every Mininet host in emulation; started by hand on a real device).
+It stays alive between plans and keeps one shard process warm (torch already imported), so that a new
+plan starts in a fraction of a second even on a slow device. It authenticates every peer
+(runtime/control.py), reports heartbeats with the device's state, and starts and stops shard
+processes on the coordinator's request. Garbage from the network is logged and dropped; the daemon
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handshake
+from edgetrain.runtime.device.cpu import CpuClock
+from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
+
+log = logging.getLogger("edgetrain.worker")
+MAX_CONNECTIONS = 16
+# How long a new plan waits for the last plan's processes to finish tearing down their process groups
+# (milliseconds, normally) before it kills them and starts a fresh process.
+FINISH_GRACE_S = 3.0
+
+
+def battery_percent(battery_file: Optional[str]) -> Optional[float]:
+    """From the file an emulated device's battery model writes, or the real battery, or None (mains)."""
+    if battery_file:
+        try:
+            value = json.loads(Path(battery_file).read_text()).get("percent")
+            return float(value) if isinstance(value, (int, float)) else None
+        except (OSError, ValueError, AttributeError):
+            return None
+    try:
+        import psutil
+        battery = psutil.sensors_battery()
+        return float(battery.percent) if battery is not None else None
+    except Exception:
+        return None
+
+
+class Worker:
+    def __init__(self, device: str, listen: tuple[str, int], token: bytes, socket_ifname: Optional[str] = None,
+                 battery_file: Optional[str] = None, heartbeat_s: float = 1.0, log_dir: Optional[str] = None):
+        self.device = device
+        self.listen = listen
+        self.token = token
+        self.socket_ifname = socket_ifname
+        self.battery_file = battery_file
+        self.heartbeat_s = heartbeat_s
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.cpu = CpuClock()
+        self.started = time.time()
+        self._lock = threading.Lock()
+        self._shards: dict[int, subprocess.Popen] = {}
+        """Running shards by rank (a process is here from its plan's start until it is done)."""
+        self._routes: dict[int, tuple[Channel, int]] = {}
+        """Per process id: the coordinator channel and rank its events go to (its current plan's)."""
+        self._forwarders: dict[int, threading.Thread] = {}
+        self._finishing: dict[int, subprocess.Popen] = {}
+        """Processes whose plan is done, tearing down their process group; warm again once idle."""
+        self._spare: Optional[subprocess.Popen] = None
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._stopping = threading.Event()
+        self.server: Optional[socket.socket] = None
+
+    # --- shard processes -------------------------------------------------------------------------
+    # One warm process at a time is kept: a new one is made only when none is left, and a process that
+    # finished its plan cleanly becomes the warm one again. Importing torch beside a running shard would
+    # steal the device's CPU (all of it counts against an emulated device's quota), and importing it
+    # again for every plan would cost seconds per plan on a small device.
+    def _new_shard_process(self) -> subprocess.Popen:
+        stderr = subprocess.DEVNULL
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            stderr = open(self.log_dir / f"shard-{self.device}-{time.time_ns()}.log", "w")
+        process = subprocess.Popen([sys.executable, "-m", "edgetrain.runtime.device.shard"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env=shard_environment(self.socket_ifname), start_new_session=True)
+        if stderr is not subprocess.DEVNULL:
+            stderr.close()
+        forwarder = threading.Thread(target=self._forward, args=(process,), daemon=True)
+        self._forwarders[process.pid] = forwarder
+        forwarder.start()
+        return process
+
+    def warm_up(self) -> None:
+        with self._lock:
+            running = any(p.poll() is None for p in self._shards.values())
+            if not self._stopping.is_set() and not running and (self._spare is None or self._spare.poll() is not None):
+                self._spare = self._new_shard_process()
+
+    def start_shard(self, spec: ShardSpec, channel: Channel) -> None:
+        deadline = time.monotonic() + FINISH_GRACE_S
+        while self._finishing and time.monotonic() < deadline:  # let the last plan's process turn idle
+            time.sleep(0.02)
+        with self._lock:
+            for process in self._finishing.values():  # stuck tearing down: not to be trusted again
+                _kill(process)
+            self._finishing.clear()
+            if any(p.poll() is None for p in self._shards.values()):
+                raise RuntimeError("a shard is already running on this device; stop it first")
+            process = self._spare if self._spare is not None and self._spare.poll() is None else None
+            self._spare = None
+            process = process or self._new_shard_process()
+            self._shards[spec.rank] = process
+            self._routes[process.pid] = (channel, spec.rank)
+        try:
+            process.stdin.write(spec.to_json() + "\n")
+            process.stdin.flush()
+        except OSError:
+            raise RuntimeError("the shard process died before it got its plan") from None
+
+    def _forward(self, process: subprocess.Popen) -> None:
+        """Relay one process's events, for its whole life, to the coordinator of its current plan."""
+        try:
+            for line in process.stdout:
+                event = decode_event(line.rstrip("\n"))
+                if event is None:
+                    continue
+                with self._lock:
+                    route = self._routes.get(process.pid)
+                    if event["event"] == "done":  # its plan is over; it tears down, then says idle
+                        self._routes.pop(process.pid, None)
+                        for rank, running in list(self._shards.items()):
+                            if running is process:
+                                del self._shards[rank]
+                        self._finishing[process.pid] = process
+                    elif event["event"] == "idle":  # warm again: it can take the next plan
+                        route = None
+                        if self._finishing.pop(process.pid, None) is not None:
+                            if self._spare is None or self._spare.poll() is not None:
+                                self._spare = process
+                            else:
+                                process.stdin.close()  # one warm process is enough: this one ends
+                if route is not None:
+                    route[0].send({"type": "event", "event": event})
+            code = process.wait()
+            with self._lock:
+                route = self._routes.pop(process.pid, None)
+            if route is not None:
+                route[0].send({"type": "exit", "rank": route[1], "code": code})
+        except OSError:
+            process.kill()  # the coordinator is gone: a shard nobody listens to must not keep running
+        finally:
+            with self._lock:
+                self._forwarders.pop(process.pid, None)
+                self._finishing.pop(process.pid, None)
+            if not self._stopping.is_set():
+                self.warm_up()
+
+    def stop_shards(self) -> None:
+        """Kill every running shard (warm ones stay) and wait until their exits have been sent: a
+        coordinator that reads `stopped` has seen the last word of this plan's shards."""
+        with self._lock:
+            shards, self._shards = list(self._shards.values()), {}
+            forwarders = [self._forwarders[p.pid] for p in shards if p.pid in self._forwarders]
+        for process in shards:
+            _kill(process)
+            process.wait()
+        for forwarder in forwarders:
+            forwarder.join(timeout=10)
+
+    # --- state -----------------------------------------------------------------------------------
+    def state(self) -> dict:
+        with self._lock:
+            running = sum(1 for p in self._shards.values() if p.poll() is None)
+        try:
+            import psutil
+            memory_mb = psutil.virtual_memory().available / 2 ** 20
+        except Exception:
+            memory_mb = None
+        return {"device": self.device, "time": time.time(), "uptime_s": time.time() - self.started,
+                "cpu_s": self.cpu.seconds(), "cpu_source": self.cpu.source, "load": os.getloadavg()[0],
+                "memory_available_mb": memory_mb, "battery_pct": battery_percent(self.battery_file),
+                "shards_running": running}
+
+    # --- network ---------------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        self.server = socket.create_server(self.listen, reuse_port=False)
+        self.server.listen(64)
+        log.info("worker %s listening on %s:%d", self.device, *self.listen)
+        self.warm_up()
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self.server.accept()
+            except OSError:
+                break
+            if not self._slots.acquire(blocking=False):
+                conn.close()  # too many connections at once: drop, keep serving the others
+                continue
+            threading.Thread(target=self._serve_connection, args=(conn, f"{peer[0]}:{peer[1]}"),
+                             daemon=True).start()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        if self.server is not None:
+            self.server.close()
+        self.stop_shards()
+        with self._lock:
+            for process in [self._spare, *self._finishing.values()]:
+                if process is not None:
+                    _kill(process)
+
+    def _serve_connection(self, conn: socket.socket, peer: str) -> None:
+        channel = None
+        try:
+            channel = server_handshake(conn, self.token, self.device, peer)
+            log.info("coordinator %s authenticated", peer)
+            alive = threading.Event()
+            threading.Thread(target=self._heartbeats, args=(channel, alive), daemon=True).start()
+            try:
+                self._handle(channel)
+            finally:
+                alive.set()
+        except ProtocolError as exc:
+            log.warning("rejected peer %s: %s", peer, exc)
+        except (ConnectionError, OSError, socket.timeout):
+            pass
+        finally:
+            (channel.close() if channel else conn.close())
+            self._slots.release()
+
+    def _heartbeats(self, channel: Channel, closed: threading.Event) -> None:
+        while not closed.wait(self.heartbeat_s):
+            try:
+                channel.send({"type": "heartbeat", "state": self.state()})
+            except OSError:
+                return
+
+    def _handle(self, channel: Channel) -> None:
+        while True:
+            message = channel.receive()
+            kind = message["type"]
+            if kind == "status":
+                channel.send({"type": "state", "state": self.state()})
+            elif kind == "stop":
+                self.stop_shards()
+                channel.send({"type": "stopped"})
+            elif kind == "start":
+                try:
+                    spec = ShardSpec.from_json(json.dumps(message["spec"]))
+                    self.start_shard(spec, channel)
+                    channel.send({"type": "started", "rank": spec.rank})
+                except (ValueError, TypeError, RuntimeError) as exc:
+                    channel.send({"type": "refused", "reason": str(exc)[:300]})
+            else:
+                raise ProtocolError(f"a coordinator does not send {kind}")
+
+
+def _kill(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def run_worker(device: str, listen: tuple[str, int], token: bytes, **kwargs) -> None:
+    worker = Worker(device, listen, token, **kwargs)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        worker.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.shutdown()

@@ -1,0 +1,131 @@
+"""`edgetrain deploy` on real worker daemons: three workers on loopback, started as separate processes,
+a cluster file, a calibration measured on them and a policy trained for them. One device leaves mid-run;
+the job must still reach its target with every checkpointed step kept."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from conftest import REPO, TESTS, run_cli
+
+
+SCENARIO = TESTS / "data" / "home-cluster.yaml"
+DEVICES = ("a", "b", "c")
+
+
+def _free_ports(count: int) -> list[int]:
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _wait_listening(port: int, timeout_s: float = 60.0) -> None:
+    import socket
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"no worker listening on port {port}")
+
+
+def _kill_device(worker: subprocess.Popen) -> None:
+    """The device leaves: its worker and every shard it started die at once."""
+    family = [worker.pid] + [p.pid for p in psutil.Process(worker.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    (root / "token").write_text(os.urandom(32).hex())
+    ports = _free_ports(len(DEVICES))
+    workers = {}
+    for device, port in zip(DEVICES, ports):
+        workers[device] = subprocess.Popen(
+            [sys.executable, "-m", "edgetrain", "worker", "--listen", f"127.0.0.1:{port}", "--token-file",
+             str(root / "token"), "--device", device, "--socket-ifname", "lo", "--log-dir", str(root / device)],
+            cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(root / f"worker-{device}.log", "w"))
+    for port in ports:
+        _wait_listening(port)
+    lines = [f"scenario: {SCENARIO}", "token_file: token", "devices:"]
+    lines += [f"  {device}: {{address: 127.0.0.1:{port}, socket_ifname: lo}}" for device, port in zip(DEVICES, ports)]
+    (root / "cluster.yaml").write_text("\n".join(lines) + "\n")
+    yield root, workers
+    for worker in workers.values():
+        if worker.poll() is None:
+            _kill_device(worker)
+
+
+def test_deploy_on_a_loopback_cluster_finishes_the_job_when_a_device_leaves(cluster, tmp_path):
+    root, workers = cluster
+    cluster_file = str(root / "cluster.yaml")
+    calibrated = run_cli("calibrate", "--cluster", cluster_file, "--out", str(root / "calibration.json"),
+                         "--run-dir", str(root / "calibrate"), timeout=600)
+    assert calibrated.returncode == 0, calibrated.stderr[-3000:]
+    trained = run_cli("train", "--scenario", str(SCENARIO), "--calibration", str(root / "calibration.json"), "--timesteps",
+                      "512", "--n-envs", "2", "--n-steps", "128", "--batch-size", "64", "--n-epochs", "2",
+                      "--decision-steps", "20", "--imitate-steps", "2000", "--out", str(root / "policy"), "--logdir", str(tmp_path / "logs"),
+                      "--no-progress", timeout=600)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+
+    out = tmp_path / "deploy"
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "edgetrain", "deploy", "--policy", str(root / "policy" / "policy.onnx"),
+         "--cluster", cluster_file, "--calibration", str(root / "calibration.json"), "--decision-steps", "20",
+         "--checkpoint-every", "5", "--out", str(out), "--logdir", str(tmp_path / "logs")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stderr_lines, victim = [], None
+    for line in deploy.stderr:  # the progress lines, as they come
+        stderr_lines.append(line)
+        # The second decision's plan starts: after half a second of training, one of its devices leaves.
+        if victim is None and line.startswith("starting ") and " from step 20)" in line:
+            plan = line.split(" for ")[1].split(" (")[0]
+            victim = plan.split(":")[1].split(",")[-1]
+            time.sleep(0.5)
+            _kill_device(workers[victim])
+    stdout = deploy.stdout.read()
+    assert deploy.wait(timeout=600) == 0, "".join(stderr_lines)[-4000:]
+    assert victim is not None, "the second decision never started"
+
+    import json
+    report = json.loads((out / "metrics.json").read_text())
+    steps_needed = -(-2400 // 24)
+    # Training reached the target, and the final model holds every step: 1..100 each trained once in
+    # the kept history (a recovery re-trains only steps after the last checkpoint).
+    assert [s["step"] for s in report["steps"]] == list(range(1, steps_needed + 1))
+    assert report["completed"] and report["total"]["samples"] == 2400
+    assert len(report["recoveries"]) >= 1
+    saved = sorted({step for d in report["decisions"] for step in d["checkpoints"]})
+    for recovery in report["recoveries"]:
+        assert victim in recovery["devices"]
+        # It went on from the last checkpoint saved before the loss: no checkpointed step was lost.
+        assert recovery["resumed_from_step"] == max(s for s in saved if s <= recovery["step"])
+    # After it left, the victim was never offered to the policy again, nor in any plan that ran.
+    left_at = next(d["decision"] for d in report["decisions"] if d["failures"])
+    for decision in report["decisions"][left_at + 1:]:
+        assert victim not in decision["available"]
+        assert all(victim not in plan.split(":")[1].split(",") for plan in decision["ran"])
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == steps_needed
+    losses = [s["loss"] for s in report["steps"]]
+    assert losses[-1] < losses[0]  # it really trained
+    assert Path(report["tensorboard"]).is_dir() and "checkpoint" in stdout

@@ -1,0 +1,215 @@
+"""The emulated testbed: real Mininet hosts, real worker daemons, real training. Needs root."""
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_cli
+
+
+
+
+def _skip_reason():
+    if os.geteuid() != 0:
+        return "needs root (Mininet creates namespaces, links and cgroups)"
+    try:
+        import mininet  # noqa: F401
+    except ImportError:
+        return "Mininet is not importable (run `make setup`)"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def mininet_available():
+    reason = _skip_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"mininet tests cannot run under CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def local_losses(tmp_path_factory):
+    from edgetrain.core.plans import Plan
+    from edgetrain.core.scenario import load_scenario
+    from edgetrain.runtime.coordinator.job import Job, run_job
+    from edgetrain.runtime.coordinator.launcher import LocalLauncher
+    job = Job(scenario=load_scenario(TINY), plan=Plan.parse("local:a"), steps=6,
+              run_dir=tmp_path_factory.mktemp("local"))
+    return run_job(job, LocalLauncher()).losses
+
+
+def assert_close(losses, reference):
+    assert len(losses) == len(reference)
+    for got, want in zip(losses, reference):
+        assert abs(got - want) <= 1e-3 * abs(want), (losses, reference)
+
+
+def _own_leftovers(prefix: str) -> list[str]:
+    found = [i for i in os.listdir("/sys/class/net") if i.startswith(prefix)]
+    for controller in ("cpu", "cpuacct", "cpuset", "memory"):
+        found += [f"{controller}:{g}" for g in os.listdir(f"/sys/fs/cgroup/{controller}") if g.startswith(prefix)]
+    return found
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    """One testbed for several plans: the workers stay up between them, as they should."""
+    from edgetrain.fleet.backends import open_backend
+    from edgetrain.core.scenario import load_scenario
+    run_dir = tmp_path_factory.mktemp("testbed")
+    with open_backend("mininet", load_scenario(TINY), run_dir, follow_availability=False) as backend:
+        yield backend, run_dir
+    assert _own_leftovers(backend.testbed.network.prefix) == []
+
+
+@pytest.mark.parametrize("kind", ["dp", "pp", "tp", "sp"])
+def test_every_plan_kind_trains_on_three_emulated_devices(kind, testbed, local_losses):
+    from edgetrain.core.plans import Plan
+    from edgetrain.core.scenario import load_scenario
+    from edgetrain.runtime.coordinator.job import Job, run_job
+    backend, run_dir = testbed
+    job = Job(scenario=load_scenario(TINY), plan=Plan.parse(f"{kind}:a,b,c"), steps=3, run_dir=run_dir / kind,
+              checkpoint_out=str(run_dir / kind / "ckpt.pt"), device_cores=backend.device_cores,
+              socket_ifnames=backend.socket_ifnames)
+    metrics = run_job(job, backend.launcher).to_dict()
+    assert_close([s["loss"] for s in metrics["steps"]], local_losses[:3])
+    for name, device in metrics["devices"].items():
+        assert device["meter"] == "profile", name
+        assert device["cpu_source"] == "cgroup", name  # the host's own cgroup CPU time
+        assert device["bytes_sent"] > 0 and device["energy_j"] > 0
+    # Every device's link is shaped: its traffic cannot beat its bandwidth.
+    for step in metrics["steps"]:
+        for name, device in step["devices"].items():
+            limit_bps = {"a": 50e6, "b": 40e6, "c": 20e6}[name]
+            assert device["bytes_sent"] * 8 <= limit_bps * device["time_s"] * 1.05 + 64_000, (name, step["step"])
+
+
+@pytest.mark.parametrize("kind", ["dp", "pp"])
+def test_injected_fault_recovers_from_the_checkpoint_and_keeps_the_losses(kind, tmp_path, local_losses):
+    out = tmp_path / "metrics.json"
+    result = run_cli("run", "--backend", "mininet", "--scenario", TINY, "--plan", f"{kind}:a,b,c", "--steps", "6",
+                     "--checkpoint-every", "2", "--inject-fault", "b@3", "--metrics-out", str(out),
+                     "--run-dir", str(tmp_path / "run"), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(out.read_text())
+    assert [s["step"] for s in metrics["steps"]] == [1, 2, 3, 4, 5, 6]
+    assert_close([s["loss"] for s in metrics["steps"]], local_losses)
+    (recovery,) = metrics["recoveries"]
+    assert recovery["devices"] == ["b"] and recovery["step"] >= 3
+    assert recovery["resumed_from_step"] == 2  # the checkpoint of step 2 was kept
+    assert recovery["new_plan"].endswith(":a,c")
+    assert 0 < recovery["seconds_to_resume"] < 60
+    assert metrics["delay_emulated"] is False
+    assert set(metrics["emulation"]["devices"]) == {"a", "b", "c"}
+
+
+def test_an_availability_trace_takes_a_device_away_and_brings_it_back(tmp_path):
+    from edgetrain.core.scenario import parse_scenario
+    from edgetrain.emulation.testbed import Testbed
+    trace = tmp_path / "c.trace"
+    trace.write_text("# c is online, then away from 4 s to 9 s of scenario time\n0 4\n9 100000\n")
+    text = open(TINY).read().replace(
+        "{name: c, profile: raspberry-pi-4, cpu_share: 0.2, bandwidth_mbps: 20}",
+        "{name: c, profile: raspberry-pi-4, cpu_share: 0.2, bandwidth_mbps: 20, "
+        "availability: {kind: trace, file: c.trace}}")
+    (tmp_path / "s.yaml").write_text(text)
+    scenario = parse_scenario(text, str(tmp_path / "s.yaml"))
+    changes = []
+    with Testbed(scenario, tmp_path / "tb", "t" * 32, time_scale=2.0) as testbed:
+        testbed.listeners.append(lambda device, online: changes.append((device, online)))
+        address = testbed.worker_address("c")
+        socket.create_connection(address, timeout=2).close()
+        a = testbed.network.node("a")
+        while testbed.scenario_time() < 5.0:
+            time.sleep(0.1)
+        assert not testbed.online["c"]
+        assert "0 received" in a.cmd("ping -c1 -W1", address[0])
+        with pytest.raises(OSError):
+            socket.create_connection(address, timeout=1).close()
+        while testbed.scenario_time() < 9.5:
+            time.sleep(0.1)
+        assert testbed.online["c"]
+        testbed.wait_for_workers(["c"], timeout_s=60)
+        assert "1 received" in a.cmd("ping -c1 -W1", address[0])
+        prefix = testbed.network.prefix
+    assert changes == [("c", False), ("c", True)]
+    assert _own_leftovers(prefix) == []
+
+
+def test_a_battery_device_drains_and_goes_offline_below_ten_percent(tmp_path):
+    from edgetrain.core.scenario import parse_scenario
+    from edgetrain.emulation.testbed import Testbed
+    # 0.001 Wh = 3.6 J: a phone idling at ~0.3 W from 12% crosses 10% in well under a second or two.
+    text = open(TINY).read().replace(
+        "{name: c, profile: raspberry-pi-4, cpu_share: 0.2, bandwidth_mbps: 20}",
+        "{name: c, profile: smartphone, cpu_share: 0.2, bandwidth_mbps: 20, battery_wh: 0.001, "
+        "battery_initial_pct: 12}")
+    scenario = parse_scenario(text, str(tmp_path / "s.yaml"))
+    with Testbed(scenario, tmp_path / "tb", "t" * 32) as testbed:
+        deadline = time.monotonic() + 30
+        while testbed.online["c"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not testbed.online["c"]
+        assert testbed.battery_pct["c"] < 10
+        reported = json.loads(Path(tmp_path / "tb" / "battery-c.json").read_text())["percent"]
+        assert reported == pytest.approx(testbed.battery_pct["c"])
+        assert testbed.online["a"] and testbed.online["b"]
+
+
+def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
+    """check_env's checks on the mininet backend, except step determinism: a live testbed's measured
+    time and energy differ from run to run (the sim backend passes all of check_env)."""
+    import numpy as np
+    from gymnasium.utils import env_checker
+
+    from conftest import TINY_CALIBRATION
+    from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+    env = EdgeTrainEnv(scenario=TINY, calibration=TINY_CALIBRATION, backend="mininet", decision_steps=3)
+    try:
+        env_checker.check_reset_return_type(env)
+        env_checker.check_reset_seed_determinism(env)
+        env_checker.check_reset_options(env)
+        env_checker.check_reset_return_info_deprecation(env)
+        env_checker.env_reset_passive_checker(env)
+        obs, _ = env.reset(seed=0)
+        assert env.observation_space.contains(obs)
+        obs, reward, terminated, truncated, info = env.step(np.array([2, 1, 1, 1, 0, 0, 0, 0, 0]))  # pp:a,b,c
+        assert env.observation_space.contains(obs)
+        assert info["measured"] and info["plan"] == "pp:a,b,c" and info["samples"] == 3 * 10
+        assert info["energy_j"] > 0 and reward < 0
+        obs, reward, terminated, truncated, info = env.step(np.array([1, 1, 1, 0, 0, 0, 0, 0, 0]))  # dp:a,b
+        assert info["plan"] == "dp:a,b" and env.state.samples == 60
+        assert info["steps"] == [4, 6]  # the job went on from the pp plan's checkpoint
+        prefix = env.dynamics.backend.testbed.network.prefix
+    finally:
+        env.close()
+    assert _own_leftovers(prefix) == []
+
+
+
+def test_the_simulator_predicts_live_steps_within_the_fidelity_target(tmp_path):
+    """The cost model, calibrated on two smart-home devices measured on the testbed, against real steps
+    of every plan kind on them: mean absolute percentage error at most 15% for time and energy. (The
+    calibration is measured here, not shipped: this VM's speed drifts by 10-25% between runs.)"""
+    import dataclasses
+
+    from edgetrain.core.plans import Plan
+    from edgetrain.core.scenario import load_scenario
+    from edgetrain.envs.costmodel import CostModel
+    from edgetrain.fleet.backends import open_backend
+    from edgetrain.fleet.measure import calibrate_fleet, measure_plans
+    full = load_scenario()
+    scenario = dataclasses.replace(full, devices=tuple(d for d in full.devices if d.name in ("laptop", "orin-nano")))
+    with open_backend("mininet", scenario, tmp_path, follow_availability=False) as backend:
+        model = CostModel(calibrate_fleet(backend, scenario, tmp_path / "calibrate"), scenario)
+        measured = measure_plans(backend, scenario, [Plan(kind, ("laptop", "orin-nano"))
+                                                     for kind in ("dp", "pp", "tp", "sp")], tmp_path)
+    time_errors = [abs(model.predict(m.plan).step_time_s - m.time_s) / m.time_s for m in measured]
+    energy_errors = [abs(model.predict(m.plan).total_energy_j - m.energy_j) / m.energy_j for m in measured]
+    assert sum(time_errors) / len(time_errors) <= 0.15, time_errors
+    assert sum(energy_errors) / len(energy_errors) <= 0.15, energy_errors

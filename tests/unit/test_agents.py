@@ -1,0 +1,108 @@
+"""Learning a policy: MaskablePPO on the simulator, TensorBoard logs, SB3 and ONNX exports that agree."""
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("policy")
+    logs = tmp_path_factory.mktemp("logs")
+    result = run_cli("train", "--timesteps", "1024", "--n-envs", "2", "--n-steps", "128", "--batch-size", "64",
+                     "--n-epochs", "2", "--seed", "3", "--out", str(out), "--logdir", str(logs), "--no-progress",
+                     "--checkpoint-every", "512", "--imitate-steps", "2000", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, logs
+
+
+def test_training_leaves_policy_files_checkpoints_and_a_tensorboard_run(trained):
+    out, logs = trained
+    assert (out / "policy.zip").stat().st_size > 0 and (out / "policy.onnx").stat().st_size > 0
+    assert list((out / "checkpoints").glob("policy_*_steps.zip"))
+    (run,) = [p for p in logs.iterdir() if p.is_dir()]
+    assert run.name.startswith("smart-home__maskableppo__3__")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run))
+    events.Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"sched/zeus_cost_per_sample", "sched/energy_per_sample_j", "train/loss"} <= scalars
+
+
+def test_onnx_and_sb3_policies_choose_the_same_actions(trained):
+    from edgetrain.agents.onnx_policy import OnnxPolicy
+    from sb3_contrib import MaskablePPO
+    out, _ = trained
+    model = MaskablePPO.load(out / "policy.zip", device="cpu")
+    onnx = OnnxPolicy(out / "policy.onnx")
+    env = EdgeTrainEnv()
+    obs, _ = env.reset(seed=11)
+    compared = 0
+    for _ in range(200):
+        mask = env.action_masks()
+        sb3_action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+        onnx_action = onnx.predict(obs, mask)
+        assert np.array_equal(np.asarray(sb3_action), onnx_action)
+        compared += 1
+        obs, _, terminated, _, _ = env.step(sb3_action)
+        if terminated:
+            obs, _ = env.reset()
+    assert compared == 200
+
+
+def test_evaluate_compares_the_policy_with_every_baseline_on_the_same_traces(trained, tmp_path):
+    import json
+    out, logs = trained
+    (run,) = [p for p in logs.iterdir() if p.is_dir()]
+    report_path = tmp_path / "eval.json"
+    result = run_cli("evaluate", "--policy", str(out / "policy.zip"), "--episodes", "2", "--json", str(report_path),
+                     "--run", str(run), timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    names = {"policy", "random", "all_dp", "fastest_single", "greedy", "oracle"}
+    assert set(report["results"]) == names
+    for name, figures in report["results"].items():
+        for metric in ("zeus_cost", "energy_per_sample_j", "time_per_sample_s"):
+            assert figures[metric] > 0, (name, metric)
+        assert figures["failures"] >= 0 and figures["plan_switches"] >= 1
+    # Knowing the future never makes the clairvoyant planner worse than picking at random.
+    assert report["results"]["oracle"]["zeus_cost"] < report["results"]["random"]["zeus_cost"]
+    for png in report["plots"].values():
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert {"tradeoff", "learning_curve"} <= set(report["plots"])
+    assert "oracle" in result.stdout and "Zeus cost/sample" in result.stdout
+
+
+def test_evaluate_refuses_a_missing_policy(tmp_path):
+    result = run_cli("evaluate", "--policy", str(tmp_path / "nope.zip"), "--json", str(tmp_path / "e.json"))
+    assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_warm_started_policy_plans_like_greedy_on_episodes_it_never_saw(trained):
+    """`edgetrain train` first imitates the greedy planner; on fresh episodes the policy then picks the
+    greedy planner's plan most of the time (a policy from scratch after so few steps picks at random)."""
+    import json
+
+    from edgetrain.agents.baselines import make_greedy
+    from sb3_contrib import MaskablePPO
+    out, _ = trained
+    assert json.loads((out / "imitation.json").read_text())["decisions"] >= 2000
+    model = MaskablePPO.load(out / "policy.zip", device="cpu")
+    greedy = make_greedy(0)
+    env = EdgeTrainEnv()
+    same = total = 0
+    for seed in range(900, 905):
+        obs, _ = env.reset(seed=seed)
+        for _ in range(40):
+            mask = env.action_masks()
+            ours, _ = model.predict(obs, action_masks=mask, deterministic=True)
+            theirs = greedy(env, obs)
+            plan_of = lambda a: env.plan_for(a).plan  # noqa: E731
+            same += plan_of(ours) == plan_of(theirs)
+            total += 1
+            obs, _, terminated, _, _ = env.step(theirs)
+            if terminated:
+                break
+    assert same / total >= 0.8, f"the policy chose greedy's plan in {same} of {total} decisions"

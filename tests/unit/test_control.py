@@ -1,0 +1,130 @@
+"""The control plane: authentication, integrity, schema checks, and a worker that survives garbage."""
+
+import os
+import random
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from edgetrain.runtime.wire.control import ProtocolError, connect
+from edgetrain.runtime.device.worker import Worker
+
+TOKEN = b"s3cret-token-of-the-home-fleet-0123456789"
+
+
+@pytest.fixture
+def worker():
+    server = Worker("dev0", ("127.0.0.1", 0), TOKEN, heartbeat_s=0.2)
+    # Bind before serving so the test knows the port; no warm shard for these protocol tests.
+    server.warm_up = lambda: None
+    sock = socket.create_server(("127.0.0.1", 0))
+    server.listen = sock.getsockname()
+    sock.close()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(server.listen, timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield server
+    server.shutdown()
+
+
+def test_the_right_token_gets_state_and_heartbeats(worker):
+    channel, device = connect(worker.listen, TOKEN)
+    try:
+        assert device == "dev0"
+        channel.send({"type": "status"})
+        replies = [channel.receive() for _ in range(3)]
+        states = [r for r in replies if r["type"] == "state"]
+        assert states and states[0]["state"]["device"] == "dev0"
+        assert any(r["type"] == "heartbeat" for r in replies)
+    finally:
+        channel.close()
+
+
+def test_a_wrong_token_is_refused(worker, caplog):
+    with pytest.raises(ProtocolError, match="refused our credentials"):
+        connect(worker.listen, b"not-the-token-at-all-0000000000")
+    time.sleep(0.2)
+    assert any("authentication failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_fake_worker_that_does_not_know_the_token_is_refused_by_the_client():
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def fake():
+        conn, _ = server.accept()
+        body = b'{"type":"challenge","nonce":"00","version":1}'
+        conn.sendall(struct.pack(">I", len(body)) + body)
+        conn.recv(4096)
+        body = b'{"type":"welcome","proof":"' + b"0" * 64 + b'","device":"dev0"}'
+        conn.sendall(struct.pack(">I", len(body)) + body)
+        time.sleep(0.5)
+        conn.close()
+
+    threading.Thread(target=fake, daemon=True).start()
+    with pytest.raises(ProtocolError, match="could not prove"):
+        connect(server.getsockname(), TOKEN)
+    server.close()
+
+
+def test_a_tampered_frame_breaks_the_session(worker):
+    channel, _ = connect(worker.listen, TOKEN)
+    # Bypass Channel.send: a status request with a MAC that does not match.
+    body = b"\0" * 32 + b'{"type":"status"}'
+    channel.sock.sendall(struct.pack(">I", len(body)) + body)
+    channel.sock.settimeout(5)
+    with pytest.raises((ConnectionError, ProtocolError, OSError)):
+        while True:  # heartbeats may still arrive until the worker hangs up
+            channel.receive()
+    channel.close()
+
+
+def _garbage_frames(rng: random.Random, count: int):
+    valid_start = b'{"type":"auth","nonce":"' + b"a" * 32 + b'","proof":"'
+    for i in range(count):
+        kind = i % 5
+        if kind == 0:  # random bytes
+            yield bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 64)))
+        elif kind == 1:  # a length prefix promising more than is sent
+            yield struct.pack(">I", rng.randint(1, 1 << 20)) + b"x" * rng.randint(0, 16)
+        elif kind == 2:  # an absurd length
+            yield struct.pack(">I", rng.randint(1 << 21, (1 << 32) - 1))
+        elif kind == 3:  # well-framed JSON of the wrong shape
+            body = rng.choice([b"[]", b"null", b'{"type":"start","spec":{}}', b'{"type":7}', b"{" * 500])
+            yield struct.pack(">I", len(body)) + body
+        else:  # a truncated valid-looking auth message
+            body = valid_start[: rng.randint(1, len(valid_start))]
+            yield struct.pack(">I", len(body)) + body
+
+
+def test_fuzz_ten_thousand_random_and_truncated_frames_and_the_worker_keeps_serving(worker):
+    rng = random.Random(1234)
+    delivered = 0
+    for frame in _garbage_frames(rng, 10_000):
+        with socket.create_connection(worker.listen, timeout=5) as sock:
+            sock.settimeout(5)
+            assert sock.recv(4096)  # the challenge: the worker is still serving
+            sock.sendall(frame)
+            delivered += 1
+            try:
+                sock.shutdown(socket.SHUT_WR)
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass  # the worker hung up on us, possibly with a reset: exactly right
+    assert delivered == 10_000
+    channel, device = connect(worker.listen, TOKEN)
+    channel.send({"type": "status"})
+    reply = channel.receive()
+    while reply["type"] != "state":
+        reply = channel.receive()
+    assert reply["state"]["device"] == "dev0"
+    channel.close()

@@ -1,0 +1,65 @@
+import pytest
+
+from edgetrain.runtime.device.energy import (
+    JetsonRailMeter,
+    PowerProfile,
+    ProfileMeter,
+    RaplMeter,
+    Usage,
+    select_meter,
+)
+
+PROFILE = PowerProfile(idle_w=2.0, active_w=10.0, tx_j_per_byte=1e-6, rx_j_per_byte=5e-7, cores=0.5)
+
+
+def test_profile_meter_charges_idle_power_busy_increment_and_radio():
+    # 4 s of wall time, 1 CPU second on a half-core device = 2 busy seconds.
+    energy = ProfileMeter(PROFILE).measure(Usage(wall_s=4.0, cpu_s=1.0, bytes_sent=1_000_000, bytes_recv=2_000_000))
+    assert energy == pytest.approx(2.0 * 4 + 8.0 * 2 + 1.0 + 1.0)
+
+
+def test_profile_meter_caps_busy_time_at_wall_time():
+    energy = ProfileMeter(PROFILE).measure(Usage(wall_s=1.0, cpu_s=5.0, bytes_sent=0, bytes_recv=0))
+    assert energy == pytest.approx(10.0)
+
+
+def _rapl(root, energy_uj, max_uj=1000):
+    zone = root / "class" / "powercap" / "intel-rapl:0"
+    zone.mkdir(parents=True, exist_ok=True)
+    (zone / "energy_uj").write_text(str(energy_uj))
+    (zone / "max_energy_range_uj").write_text(str(max_uj))
+    return zone
+
+
+def test_rapl_meter_reads_counter_growth_across_a_wraparound(tmp_path):
+    zone = _rapl(tmp_path, 900)
+    sub = tmp_path / "class" / "powercap" / "intel-rapl:0:0"  # a sub-zone must not be counted twice
+    sub.mkdir()
+    meter = select_meter(PROFILE, use_hardware=True, sysfs=tmp_path)
+    assert isinstance(meter, RaplMeter) and meter.name == "rapl" and len(meter.zones) == 1
+    (zone / "energy_uj").write_text("950")
+    assert meter.measure(Usage(1, 1, 0, 0)) == pytest.approx(50e-6)
+    (zone / "energy_uj").write_text("49")  # wrapped past 1000
+    assert meter.measure(Usage(1, 1, 0, 0)) == pytest.approx(100e-6)
+
+
+def test_jetson_meter_prefers_the_board_input_rail(tmp_path):
+    hwmon = tmp_path / "class" / "hwmon" / "hwmon3"
+    hwmon.mkdir(parents=True)
+    (hwmon / "name").write_text("ina3221\n")
+    for index, (label, mv, ma) in enumerate([("VDD_IN", 5000, 1000), ("VDD_CPU_GPU_CV", 5000, 400)], start=1):
+        (hwmon / f"in{index}_label").write_text(label)
+        (hwmon / f"in{index}_input").write_text(str(mv))
+        (hwmon / f"curr{index}_input").write_text(str(ma))
+    meter = select_meter(PROFILE, use_hardware=True, sysfs=tmp_path)
+    try:
+        assert isinstance(meter, JetsonRailMeter)
+        assert meter._power() == pytest.approx(5.0)  # only VDD_IN: 5 V x 1 A
+    finally:
+        meter.close()
+
+
+def test_without_hardware_counters_the_profile_meter_is_used(tmp_path):
+    assert select_meter(PROFILE, use_hardware=True, sysfs=tmp_path).name == "profile"
+    _rapl(tmp_path, 10)
+    assert select_meter(PROFILE, use_hardware=False, sysfs=tmp_path).name == "profile"

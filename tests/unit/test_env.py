@@ -1,0 +1,117 @@
+"""EdgeTrain-v0 on the simulator, calibrated by a measured calibration of the tiny scenario's devices."""
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import edgetrain.envs  # noqa: F401
+from conftest import TINY, TINY_CALIBRATION
+from edgetrain.core.calibration import load_calibration
+from edgetrain.core.scenario import parse_scenario
+from edgetrain.envs.actions import MAX_DEVICES, random_valid_action
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+
+
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return load_calibration(TINY_CALIBRATION)
+
+
+def churny_scenario():
+    """The tiny fleet with devices that come and go every few minutes of simulated time."""
+    text = open(TINY).read().replace("bandwidth_mbps: 40}", "bandwidth_mbps: 40, availability: "
+                                     "{kind: markov, mean_up_s: 3, mean_down_s: 2}}")
+    text = text.replace("bandwidth_mbps: 20}", "bandwidth_mbps: 20, availability: "
+                        "{kind: markov, mean_up_s: 2, mean_down_s: 2}}")
+    return parse_scenario(text, TINY)
+
+
+def test_check_env_passes(calibration):
+    check_env(EdgeTrainEnv(scenario=TINY, calibration=calibration))
+
+
+def test_same_seed_same_rollout(calibration):
+    def rollout(seed):
+        env = EdgeTrainEnv(scenario=churny_scenario(), calibration=calibration)
+        obs, _ = env.reset(seed=seed)
+        rng = np.random.default_rng(7)
+        trace = [obs]
+        for _ in range(60):
+            obs, reward, terminated, truncated, info = env.step(random_valid_action(env.action_masks(), rng))
+            trace += [obs, reward, info["plan"], info["failures"]]
+            if terminated:
+                break
+        return trace
+
+    first, second, other = rollout(3), rollout(3), rollout(4)
+    assert len(first) == len(second)
+    assert all(np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b for a, b in zip(first, second))
+    assert any(not np.array_equal(a, b) if isinstance(a, np.ndarray) else a != b for a, b in zip(first, other))
+
+
+def test_masks_never_allow_an_unavailable_device_and_failures_happen(calibration):
+    env = EdgeTrainEnv(scenario=churny_scenario(), calibration=calibration, decision_steps=20)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    failures = unavailable_seen = 0
+    for _ in range(400):
+        mask = env.action_masks()
+        for i in range(MAX_DEVICES):
+            available = i < env.n and env.dynamics.online(i, env.state.world.t)
+            assert mask[5 + 2 * i + 1] == available
+            assert mask[5 + 2 * i]  # leaving a device out is always allowed
+            unavailable_seen += i < env.n and not available
+        _, reward, terminated, _, info = env.step(random_valid_action(env.action_masks(), rng))
+        assert reward < 0
+        failures += info["failures"]
+        if terminated:
+            env.reset()
+    assert unavailable_seen > 0 and failures > 0  # the churn is real, and costs
+
+
+def test_an_episode_ends_when_the_target_samples_are_trained(calibration):
+    env = EdgeTrainEnv(scenario=TINY, calibration=calibration)
+    env.reset(seed=0)
+    total, steps = 0, 0
+    while True:
+        _, _, terminated, _, info = env.step(np.array([1] + [1] * 3 + [0] * 5))  # dp on all three
+        total += info["samples"]
+        steps += 1
+        if terminated:
+            break
+    target = env.scenario.objective.target_samples
+    assert target <= total < target + env.interval_samples
+    assert info["plan"] == "dp:a,b,c"
+
+
+def test_infeasible_combinations_resolve_to_a_plan_that_can_run(calibration):
+    env = EdgeTrainEnv(scenario=TINY, calibration=calibration)
+    env.reset(seed=0)
+    # local with three devices chosen: one device, the fastest of them.
+    resolved = env.plan_for(np.array([0, 1, 1, 1, 0, 0, 0, 0, 0]))
+    assert resolved.plan.kind == "local" and len(resolved.slots) == 1
+    assert resolved.slots[0] == env.fleet.speed_order[0]
+
+
+def test_varied_fleets_use_subsets_in_random_slots_and_stay_valid(calibration):
+    env = EdgeTrainEnv(scenario=TINY, calibration=calibration, vary_fleet=True)
+    fleets = set()
+    rng = np.random.default_rng(0)
+    for seed in range(30):
+        obs, _ = env.reset(seed=seed)
+        fleets.add(tuple(env.names))
+        assert obs[: MAX_DEVICES * 10].reshape(MAX_DEVICES, 10)[:, 0].sum() == env.n >= 2  # slots held
+        for _ in range(5):
+            mask = env.action_masks()
+            assert not mask[5 + 2 * env.n + 1::2].any()  # slots beyond this episode's fleet stay empty
+            obs, _, terminated, _, info = env.step(random_valid_action(env.action_masks(), rng))
+            assert set(info["plan"].split(":")[1].split(",")) <= set(env.names)
+            if terminated:
+                break
+    assert len(fleets) > 5  # subsets and orders both vary
+    assert any(len(f) < 3 for f in fleets) and any(len(f) == 3 for f in fleets)
+    again = EdgeTrainEnv(scenario=TINY, calibration=calibration, vary_fleet=True)
+    again.reset(seed=29)
+    assert tuple(again.names) == tuple(env.names)  # seeded: the same episode gets the same fleet

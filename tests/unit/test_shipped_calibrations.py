@@ -1,0 +1,38 @@
+"""The calibration shipped with smart-home is current: the simulator works out of the box, for every
+built-in scenario, and a calibration of other devices or another model is refused."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from edgetrain.core.errors import UserError
+from edgetrain.core.scenario import builtin_scenarios, load_scenario
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+
+
+def test_the_default_env_runs_on_the_shipped_calibration():
+    env = EdgeTrainEnv()  # smart-home, edgetrain/scenarios/calibrations/smart-home.json
+    check_env(env)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.array([1] + [1] * 5 + [0] * 3))  # dp on every device
+    assert reward < 0 and info["samples"] in (0, 10 * env.batch)
+    assert env.calibration["backend"] == "mininet" and len(env.calibration["devices"]) == 5
+
+
+@pytest.mark.parametrize("name", builtin_scenarios())
+def test_every_builtin_scenario_has_a_calibration_that_matches_it(name):
+    env = EdgeTrainEnv(scenario=name)
+    assert env.n == len(load_scenario(name).devices)
+
+
+def test_a_calibration_of_another_model_or_other_links_is_refused():
+    scenario = load_scenario()
+    bigger = dataclasses.replace(scenario, model=dataclasses.replace(scenario.model, layers=6))
+    with pytest.raises(UserError, match="another model"):
+        EdgeTrainEnv(scenario=bigger)
+    faster = dataclasses.replace(scenario, devices=(dataclasses.replace(scenario.devices[0], bandwidth_mbps=999),)
+                                 + scenario.devices[1:])
+    with pytest.raises(UserError, match="another CPU share or bandwidth"):
+        EdgeTrainEnv(scenario=faster)
