@@ -14,9 +14,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from edgetrain.core.scenario import load_scenario
+from edgetrain.core.sizing import default_microbatches, stage_layer_ranges
 from edgetrain.runtime.training.data import batch_for_step, load_corpus
 from edgetrain.runtime.training.model import build_model, lm_loss
-from edgetrain.core.sizing import default_microbatches, stage_layer_ranges
 
 
 def worker(rank, kind, world, steps, port, results):

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from edgetrain.agents.evaluate import evaluate
-from edgetrain.core.scenario import load_scenario
 from edgetrain.core.calibration import default_calibration_path, load_calibration
+from edgetrain.core.scenario import load_scenario
 
 TRAINED_ON = "smart-home"
 UNSEEN = ("smart-home-busy", "workshop")

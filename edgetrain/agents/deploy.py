@@ -20,11 +20,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from edgetrain.agents.policy import load_policy
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import UserError
-from edgetrain.agents.policy import load_policy
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 from edgetrain.envs.state import JobTotals
+
 
 def deploy(policy: str, scenario: Scenario, calibration, out: Path, backend: str = "mininet", cluster=None,
            decision_steps: int = 10, checkpoint_every: int = 5, time_scale: float = 1.0, seed: int = 0,

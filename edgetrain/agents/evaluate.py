@@ -82,6 +82,7 @@ def plot_tradeoff(env: EdgeTrainEnv, report: dict, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     from edgetrain.core.feasibility import plan_problems
     from edgetrain.core.plans import enumerate_plans
     fig, ax = plt.subplots(figsize=(7, 5))

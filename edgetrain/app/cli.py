@@ -36,9 +36,9 @@ def _parse_faults(values: list[str], devices: list[str]) -> dict[int, str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edgetrain.fleet.backends import open_backend
     from edgetrain.core.plans import Plan
     from edgetrain.core.scenario import load_scenario
+    from edgetrain.fleet.backends import open_backend
     scenario = load_scenario(args.scenario)
     plan = Plan.parse(args.plan)
     plan.check_devices(scenario.device_names)
@@ -47,8 +47,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError("--steps must be at least 1")
     if args.checkpoint_every < 0:
         raise UserError("--checkpoint-every must be 0 or more")
-    from edgetrain.runtime.coordinator.job import Job
     from edgetrain.core.feasibility import check_plan
+    from edgetrain.runtime.coordinator.job import Job
     from edgetrain.runtime.coordinator.recovery import run_with_recovery
     check_plan(plan, scenario)  # before anything starts, network included
     run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(plan.kind)
@@ -98,9 +98,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from edgetrain.core.calibration import load_calibration
     from edgetrain.core.plans import Plan
     from edgetrain.core.scenario import load_scenario
-    from edgetrain.core.calibration import load_calibration
     from edgetrain.envs.costmodel import CostModel
     calibration = load_calibration(args.calibration)
     scenario = load_scenario(args.scenario or calibration["scenario"])
@@ -128,8 +128,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from edgetrain.core.scenario import load_scenario
     from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.core.scenario import load_scenario
     scenario = load_scenario(args.scenario)
     calibration = load_calibration(args.calibration or default_calibration_path(scenario))
     from edgetrain.agents.train import TrainConfig, train
@@ -149,8 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from edgetrain.core.scenario import load_scenario
     from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.core.scenario import load_scenario
     from edgetrain.envs.edgetrain_env import EdgeTrainEnv
     scenario = load_scenario(args.scenario)
     calibration = load_calibration(args.calibration or default_calibration_path(scenario))
@@ -176,8 +176,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     from edgetrain.agents.deploy import deploy, with_target
-    from edgetrain.core.scenario import load_scenario
     from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.core.scenario import load_scenario
     cluster = None
     if args.cluster:
         from edgetrain.fleet.cluster import load_cluster
@@ -213,8 +213,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import logging
     import socket
 
-    from edgetrain.runtime.wire.control import parse_address, read_token
     from edgetrain.runtime.device.worker import run_worker
+    from edgetrain.runtime.wire.control import parse_address, read_token
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         listen = parse_address(args.listen)
@@ -280,9 +280,9 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 
 
 def cmd_plans(args: argparse.Namespace) -> int:
-    from edgetrain.core.scenario import load_scenario
     from edgetrain.core.feasibility import plan_problems
     from edgetrain.core.plans import enumerate_plans
+    from edgetrain.core.scenario import load_scenario
     scenario = load_scenario(args.scenario)
     for plan in enumerate_plans(scenario.device_names, max_devices=args.max_devices):
         problems = plan_problems(plan, scenario)

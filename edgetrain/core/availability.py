@@ -57,10 +57,6 @@ def read_trace_file(path: Path) -> Intervals:
     return intervals
 
 
-def is_online(intervals: Intervals, t: float) -> bool:
-    return any(start <= t < end for start, end in intervals)
-
-
 def transitions(intervals: Intervals) -> list[tuple[float, bool]]:
     """(time, online) for every change, in order; a device online at 0 has an initial (0, True)."""
     changes: list[tuple[float, bool]] = []

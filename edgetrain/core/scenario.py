@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
+from edgetrain.core.catalog import CATALOG
 from edgetrain.core.config import Availability, ConfigValueError, DeviceConfig, ModelConfig, Objective, Scenario
 from edgetrain.core.errors import ScenarioError
-from edgetrain.core.catalog import CATALOG
 
 DEFAULT_SCENARIO = "smart-home"
 

@@ -28,6 +28,7 @@ from mininet.nodelib import LinuxBridge  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from edgetrain.core.config import Scenario  # noqa: E402
+
 PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")

@@ -14,15 +14,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 
-from edgetrain.core.rules import BATTERY_CUTOFF_PCT
 from edgetrain.core.availability import sample_trace, transitions
+from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.power import profile_energy_j
-from edgetrain.core.catalog import get_profile
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT
 from edgetrain.emulation.network import EdgeNetwork
 
 log = logging.getLogger("edgetrain.emulation")

@@ -80,10 +80,10 @@ class SlotFleet:
         key = (PLAN_KINDS.index(kind), selected)
         resolved = self._resolved.get(key)
         if resolved is None:
-            resolved = self._resolved[key] = self._resolved_plan(self._resolve(kind, selected))
+            resolved = self._resolved[key] = self._with_prediction(self._kind_and_slots(kind, selected))
         return resolved
 
-    def _resolve(self, kind: str, selected: int) -> tuple[str, tuple[int, ...]]:
+    def _kind_and_slots(self, kind: str, selected: int) -> tuple[str, tuple[int, ...]]:
         chosen = sorted(self.slots_of(selected), key=self._rank.__getitem__)  # fastest first
         if kind == "local" or len(chosen) == 1:
             return "local", (chosen[0],)
@@ -95,7 +95,7 @@ class SlotFleet:
             chosen.pop()  # drop the slowest
         return "local", (chosen[0],)
 
-    def _resolved_plan(self, kind_and_slots: tuple[str, tuple[int, ...]]) -> ResolvedPlan:
+    def _with_prediction(self, kind_and_slots: tuple[str, tuple[int, ...]]) -> ResolvedPlan:
         kind, slots = kind_and_slots
         plan = Plan(kind, tuple(self.names[i] for i in slots))
         prediction = self.cost.predict(plan)

@@ -58,8 +58,8 @@ def open_backend(name: str, scenario: Scenario, run_dir: Path, *, seed: int = 0,
         raise UserError(f"unknown backend {name!r} (known: local, mininet, cluster)")
     require_mininet()
     from edgetrain.emulation.testbed import Testbed
-    from edgetrain.runtime.wire.control import new_token
     from edgetrain.runtime.coordinator.remote import RemoteLauncher
+    from edgetrain.runtime.wire.control import new_token
     token = new_token()
     progress(f"bringing up the emulated testbed for {scenario.name} ({len(scenario.devices)} devices)")
     with Testbed(scenario, run_dir / "testbed", token, time_scale=time_scale, seed=seed,
@@ -83,8 +83,8 @@ def open_backend(name: str, scenario: Scenario, run_dir: Path, *, seed: int = 0,
 @contextlib.contextmanager
 def _cluster_backend(cluster, progress: Callable[[str], None]) -> Iterator[Backend]:
     """Real devices: connect to the worker daemons a cluster file lists (edgetrain/cluster.py)."""
-    from edgetrain.runtime.wire.control import read_token
     from edgetrain.runtime.coordinator.remote import RemoteLauncher
+    from edgetrain.runtime.wire.control import read_token
     if cluster is None:
         raise UserError("the cluster backend needs a cluster file (--cluster FILE)")
     try:

@@ -13,8 +13,6 @@ from edgetrain.runtime.coordinator.job import Job, run_job
 from edgetrain.runtime.coordinator.launcher import LocalLauncher
 
 
-
-
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory):
     from edgetrain.runtime.coordinator.calibration import calibrate_devices

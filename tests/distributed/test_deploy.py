@@ -15,7 +15,6 @@ import torch
 
 from conftest import REPO, TESTS, run_cli
 
-
 SCENARIO = TESTS / "data" / "home-cluster.yaml"
 DEVICES = ("a", "b", "c")
 

@@ -11,7 +11,6 @@ from edgetrain.core.scenario import load_scenario
 from edgetrain.runtime.coordinator.job import Job, run_job
 from edgetrain.runtime.coordinator.launcher import LocalLauncher
 
-
 STEPS = 5
 
 

@@ -11,8 +11,6 @@ import pytest
 from conftest import TINY, run_cli
 
 
-
-
 def _skip_reason():
     if os.geteuid() != 0:
         return "needs root (Mininet creates namespaces, links and cgroups)"
@@ -59,8 +57,8 @@ def _own_leftovers(prefix: str) -> list[str]:
 @pytest.fixture(scope="module")
 def testbed(tmp_path_factory):
     """One testbed for several plans: the workers stay up between them, as they should."""
-    from edgetrain.fleet.backends import open_backend
     from edgetrain.core.scenario import load_scenario
+    from edgetrain.fleet.backends import open_backend
     run_dir = tmp_path_factory.mktemp("testbed")
     with open_backend("mininet", load_scenario(TINY), run_dir, follow_availability=False) as backend:
         yield backend, run_dir

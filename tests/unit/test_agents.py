@@ -32,8 +32,9 @@ def test_training_leaves_policy_files_checkpoints_and_a_tensorboard_run(trained)
 
 
 def test_onnx_and_sb3_policies_choose_the_same_actions(trained):
-    from edgetrain.agents.onnx_policy import OnnxPolicy
     from sb3_contrib import MaskablePPO
+
+    from edgetrain.agents.onnx_policy import OnnxPolicy
     out, _ = trained
     model = MaskablePPO.load(out / "policy.zip", device="cpu")
     onnx = OnnxPolicy(out / "policy.onnx")
@@ -85,8 +86,9 @@ def test_the_warm_started_policy_plans_like_greedy_on_episodes_it_never_saw(trai
     greedy planner's plan most of the time (a policy from scratch after so few steps picks at random)."""
     import json
 
-    from edgetrain.agents.baselines import make_greedy
     from sb3_contrib import MaskablePPO
+
+    from edgetrain.agents.baselines import make_greedy
     out, _ = trained
     assert json.loads((out / "imitation.json").read_text())["decisions"] >= 2000
     model = MaskablePPO.load(out / "policy.zip", device="cpu")

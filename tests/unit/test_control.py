@@ -1,6 +1,5 @@
 """The control plane: authentication, integrity, schema checks, and a worker that survives garbage."""
 
-import os
 import random
 import socket
 import struct
@@ -9,8 +8,8 @@ import time
 
 import pytest
 
-from edgetrain.runtime.wire.control import ProtocolError, connect
 from edgetrain.runtime.device.worker import Worker
+from edgetrain.runtime.wire.control import ProtocolError, connect
 
 TOKEN = b"s3cret-token-of-the-home-fleet-0123456789"
 

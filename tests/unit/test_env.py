@@ -12,8 +12,6 @@ from edgetrain.envs.actions import MAX_DEVICES, random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
 
-
-
 @pytest.fixture(scope="module")
 def calibration():
     return load_calibration(TINY_CALIBRATION)

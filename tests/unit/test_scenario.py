@@ -84,8 +84,8 @@ CLUSTER_CASES = [
 @pytest.mark.parametrize("body, expected", CLUSTER_CASES)
 def test_bad_cluster_files_get_one_sentence_naming_the_key(tmp_path, body, expected):
     from conftest import TINY
-    from edgetrain.fleet.cluster import load_cluster
     from edgetrain.core.errors import UserError
+    from edgetrain.fleet.cluster import load_cluster
     path = tmp_path / "c.yaml"
     path.write_text(f"scenario: {TINY}\n{body}\n" if not body.startswith("[") else body)
     with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(")", r"\)")):

@@ -13,6 +13,7 @@ from edgetrain.core.plans import Plan
 from edgetrain.runtime.coordinator.job import Job, ProgressFn, run_job
 from edgetrain.runtime.coordinator.launcher import Launcher
 
+
 def calibrate_devices(scenario: Scenario, launcher: Launcher, run_dir: Path, *, backend: str, seed: int = 0,
                     device_cores: dict[str, float] | None = None, socket_ifnames: dict[str, str] | None = None,
                     progress: ProgressFn = lambda line: None) -> dict:

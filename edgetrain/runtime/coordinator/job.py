@@ -12,11 +12,11 @@ from typing import Callable, Optional
 
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import DeviceLost, RunError
-from edgetrain.core.plans import Plan
-from edgetrain.runtime.training.checkpoint import check_compatible, load_checkpoint
 from edgetrain.core.feasibility import check_plan
+from edgetrain.core.plans import Plan
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
 from edgetrain.runtime.coordinator.metrics import RunMetrics
+from edgetrain.runtime.training.checkpoint import check_compatible, load_checkpoint
 from edgetrain.runtime.wire.spec import ShardSpec
 
 

@@ -6,7 +6,6 @@ cluster backends start the very same `python -m edgetrain.runtime.device.shard` 
 
 from __future__ import annotations
 
-import os
 import queue
 import subprocess
 import sys

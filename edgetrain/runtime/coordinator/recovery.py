@@ -9,12 +9,11 @@ from typing import Optional
 
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import DeviceLost, RunError
+from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.plans import FALLBACK_KINDS, Plan
 from edgetrain.runtime.coordinator.job import FaultFn, Job, ProgressFn, run_job
-from edgetrain.core.feasibility import plan_problems
 from edgetrain.runtime.coordinator.launcher import Launcher
 from edgetrain.runtime.coordinator.metrics import RunMetrics
-
 
 
 def replan(plan: Plan, available: list[str], scenario: Scenario) -> Optional[Plan]:

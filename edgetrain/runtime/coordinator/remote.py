@@ -11,8 +11,8 @@ from typing import Optional
 
 from edgetrain.core.errors import DeviceLost
 from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
-from edgetrain.runtime.wire.control import Channel, ProtocolError, connect
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
+from edgetrain.runtime.wire.control import Channel, ProtocolError, connect
 from edgetrain.runtime.wire.spec import EVENT_SCHEMA, ShardSpec
 
 

@@ -21,13 +21,13 @@ import torch
 import torch.distributed as dist
 
 from edgetrain.core.config import ModelConfig
-from edgetrain.runtime.training.checkpoint import load_checkpoint, save_checkpoint
 from edgetrain.runtime.device.cpu import CpuClock
-from edgetrain.runtime.training.data import batch_for_step, load_corpus
 from edgetrain.runtime.device.energy import PowerProfile, Usage, select_meter
-from edgetrain.runtime.device.netstats import TrafficCounter
-from edgetrain.runtime.training.parallel import build_trainer
 from edgetrain.runtime.device.measurements import run_calibration
+from edgetrain.runtime.device.netstats import TrafficCounter
+from edgetrain.runtime.training.checkpoint import load_checkpoint, save_checkpoint
+from edgetrain.runtime.training.data import batch_for_step, load_corpus
+from edgetrain.runtime.training.parallel import build_trainer
 from edgetrain.runtime.wire.spec import ShardSpec, encode_event
 
 

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handshake
 from edgetrain.runtime.device.cpu import CpuClock
+from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handshake
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
 
 log = logging.getLogger("edgetrain.worker")
