@@ -89,8 +89,8 @@ class SimDynamics(Dynamics):
         self.flat = [False] * fleet.n  # batteries run down: gone for the rest of the job
         battery = tuple(1.0 if capacity is None else device.battery_initial_pct / 100.0
                         for capacity, device in zip(fleet.battery_j, scenario.devices))
-        t, _ = self._wait_for_a_device(0.0)
-        return self.world(t, battery)
+        t, _, available = self._wait_for_a_device(0.0)
+        return self.world(t, available, battery)
 
     # --- the availability trace ------------------------------------------------------------------------
     def online(self, i: int, t: float) -> bool:
@@ -125,18 +125,19 @@ class SimDynamics(Dynamics):
                 mask |= 1 << i
         return mask
 
-    def _wait_for_a_device(self, t: float) -> tuple[float, float]:
-        """No device at all: time passes until one returns. (new t, seconds waited)"""
+    def _wait_for_a_device(self, t: float) -> tuple[float, float, int]:
+        """No device at all: time passes until one returns. (new t, seconds waited, available mask)"""
         start = t
-        while self._available(t) == 0:
+        available = self._available(t)
+        while available == 0:
             upcoming = [flip for i in range(self.fleet.n) if not self.flat[i] for flip in self.flips[i] if flip > t]
             if not upcoming:
                 break
             t = min(upcoming) + 1e-6
-        return t, t - start
+            available = self._available(t)
+        return t, t - start, available
 
-    def world(self, t: float, battery: tuple[float, ...]) -> World:
-        available = self._available(t)
+    def world(self, t: float, available: int, battery: tuple[float, ...]) -> World:
         up_for = tuple(t - self._last_change(i, t) if available >> i & 1 else 0.0 for i in range(self.fleet.n))
         return World(t, available, up_for, battery)
 
@@ -175,9 +176,9 @@ class SimDynamics(Dynamics):
         noise_e = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
         p = self.predict(resolved, state, self.rules.decision_steps, noise_t, noise_e)
         battery = self._drain(state.world.battery, resolved, p)
-        t, waited = self._wait_for_a_device(state.world.t + p["duration_s"])
+        t, waited, available = self._wait_for_a_device(state.world.t + p["duration_s"])
         return IntervalOutcome(str(resolved.plan), int(p["failed"]), p["switched"], p["duration_s"] + waited,
-                               p["energy_j"], p["samples"], p["lost_steps"], self.world(t, battery))
+                               p["energy_j"], p["samples"], p["lost_steps"], self.world(t, available, battery))
 
     def _drain(self, battery: tuple[float, ...], resolved: ResolvedPlan, p: dict) -> tuple[float, ...]:
         charge = list(battery)
