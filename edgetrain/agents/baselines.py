@@ -35,13 +35,19 @@ def make_random(seed: int) -> Policy:
     return act
 
 
+# With no device available (the job has stalled: the env trains nothing whatever the action) any action will
+# do; the policies below return this one instead of searching an empty set.
+NO_DEVICE = action_for("local", [])
+
+
 def all_dp(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
     return action_for("dp", env.fleet.slots_of(env.state.world.available))
 
 
 def fastest_single(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
     available = env.state.world.available
-    return action_for("local", [next(i for i in env.fleet.speed_order if available >> i & 1)])
+    fastest = next((i for i in env.fleet.speed_order if available >> i & 1), None)
+    return NO_DEVICE if fastest is None else action_for("local", [fastest])
 
 
 def predicted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:
@@ -57,6 +63,8 @@ def make_greedy(seed: int = 0) -> Policy:
 
     def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
         key = (env.names, env.state.world.available)
+        if not key[1]:
+            return NO_DEVICE
         if key not in best:
             best[key] = min(env.candidate_plans(), key=lambda c: predicted_cost_per_sample(env, c))
         return env.action_for(best[key])
@@ -74,6 +82,8 @@ def lifetime_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float
 
 
 def oracle(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    if not env.state.world.available:
+        return NO_DEVICE
     return env.action_for(min(env.candidate_plans(), key=lambda c: lifetime_cost_per_sample(env, c)))
 
 

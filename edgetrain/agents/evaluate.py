@@ -14,7 +14,7 @@ from edgetrain.agents.policy import load_policy
 from edgetrain.core.plans import Plan
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
-METRICS = ("zeus_cost", "energy_per_sample_j", "time_per_sample_s", "failures", "plan_switches")
+METRICS = ("zeus_cost", "energy_per_sample_j", "time_per_sample_s", "failures", "plan_switches", "completed")
 
 
 def run_episode(env: EdgeTrainEnv, act: Callable, seed: int) -> dict:
@@ -23,11 +23,15 @@ def run_episode(env: EdgeTrainEnv, act: Callable, seed: int) -> dict:
     plans: dict[str, int] = {}
     for _ in range(100_000):
         obs, _, terminated, truncated, info = env.step(act(env, obs))
-        plans[info["plan"]] = plans.get(info["plan"], 0) + 1
+        if info["samples"] or info["plan"] != "none":
+            plans[info["plan"]] = plans.get(info["plan"], 0) + 1
         if terminated or truncated:
             break
     job = info["job"]
-    return {**job.per_sample(), "failures": job.failures, "plan_switches": job.plan_switches, "plans": plans}
+    # A job that trained nothing (no device ever came) has no per-sample figures: NaN, left out of means.
+    per_sample = {k: (float("nan") if v is None else v) for k, v in job.per_sample().items()}
+    return {**per_sample, "failures": job.failures, "plan_switches": job.plan_switches,
+            "completed": float(terminated), "plans": plans}
 
 
 def policy_act(path: str) -> Callable:
@@ -52,28 +56,40 @@ def evaluate(scenario, calibration, policy_path: Optional[str], episodes: int, s
         runs = []
         for episode in range(episodes):
             runs.append(run_episode(env, act, seed + episode))  # the same traces for everyone
-        progress(f"{name}: {episodes} episodes, Zeus cost per sample {np.mean([r['zeus_cost'] for r in runs]):.4f}")
-        results[name] = {m: float(np.mean([r[m] for r in runs])) for m in METRICS}
-        results[name]["spread"] = {m: float(np.std([r[m] for r in runs])) for m in METRICS}
+        results[name] = {m: _mean([r[m] for r in runs]) for m in METRICS}
+        results[name]["spread"] = {m: _std([r[m] for r in runs]) for m in METRICS}
+        progress(f"{name}: {episodes} episodes, Zeus cost per sample {results[name]['zeus_cost']:.4f}, "
+                 f"{results[name]['completed']:.0%} of the jobs completed")
         plans: dict[str, int] = {}
         for run in runs:
             for plan, count in run["plans"].items():
                 plans[plan] = plans.get(plan, 0) + count
-        results[name]["most_used_plan"] = max(plans, key=plans.get)
-        episodes_out[name] = runs
+        results[name]["most_used_plan"] = max(plans, key=plans.get) if plans else None
+        episodes_out[name] = [r["zeus_cost"] for r in runs]
     return {"scenario": env.scenario.name, "episodes": episodes, "seeds": [seed, seed + episodes - 1],
-            "results": results}
+            "results": results, "per_episode_zeus_cost": episodes_out}
+
+
+def _mean(values: list[float]) -> float:
+    """Mean over the episodes that have the figure (NaN only when none has)."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _std(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.std(finite)) if finite else float("nan")
 
 
 def table(report: dict) -> str:
     lines = [f"{'':16s} {'Zeus cost/sample':>18s} {'J/sample':>14s} {'ms/sample':>14s} {'failures':>9s} "
-             f"{'switches':>9s}  most used plan"]
+             f"{'switches':>9s} {'done':>5s}  most used plan"]
     for name, r in report["results"].items():
         s = r["spread"]
         lines.append(f"{name:16s} {r['zeus_cost']:10.4f} ±{s['zeus_cost']:6.4f} "
                      f"{r['energy_per_sample_j']:7.3f} ±{s['energy_per_sample_j']:5.3f} "
                      f"{r['time_per_sample_s'] * 1e3:7.2f} ±{s['time_per_sample_s'] * 1e3:5.2f} "
-                     f"{r['failures']:9.1f} {r['plan_switches']:9.1f}  {r['most_used_plan']}")
+                     f"{r['failures']:9.1f} {r['plan_switches']:9.1f} {r['completed']:5.0%}  {r['most_used_plan']}")
     return "\n".join(lines)
 
 
@@ -94,7 +110,7 @@ def plot_tradeoff(env: EdgeTrainEnv, report: dict, path: Path) -> Path:
         ax.scatter(p.step_time_s / env.batch * 1e3, p.total_energy_j / env.batch, s=12, c=colours[plan.kind],
                    label=plan.kind)
     for name, marker in (("policy", "*"), ("greedy", "x")):
-        if name in report["results"]:
+        if name in report["results"] and report["results"][name]["most_used_plan"]:
             chosen = Plan.parse(report["results"][name]["most_used_plan"])
             p = env.cost.predict(chosen)
             ax.scatter(p.step_time_s / env.batch * 1e3, p.total_energy_j / env.batch, s=220, marker=marker,

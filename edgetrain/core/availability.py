@@ -6,6 +6,7 @@ samples the same traces), so that both see the same kind of churn for a scenario
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,13 @@ def sample_trace(availability: Availability, horizon_s: float, rng: np.random.Ge
 
 
 def read_trace_file(path: Path) -> Intervals:
-    """`start_s end_s` per line; '#' starts a comment. Intervals must be increasing and disjoint."""
+    """`start_s end_s` per line; '#' starts a comment. Intervals must be increasing and disjoint;
+    intervals that touch (`0 4`, `4 10`) are one interval (the device does not flap off and on)."""
     intervals: Intervals = []
     try:
         lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ScenarioError(f"availability trace {path}: cannot be read ({exc.strerror})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"availability trace {path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     for number, line in enumerate(lines, start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -50,10 +52,14 @@ def read_trace_file(path: Path) -> Intervals:
             start, end = (float(x) for x in line.split())
         except ValueError:
             raise ScenarioError(f"availability trace {path}, line {number}: expected 'start_s end_s'") from None
-        if not 0 <= start < end or (intervals and start < intervals[-1][1]):
+        if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start < end \
+                or (intervals and start < intervals[-1][1]):
             raise ScenarioError(f"availability trace {path}, line {number}: intervals must be increasing, "
                                 "disjoint and non-empty")
-        intervals.append((start, end))
+        if intervals and start == intervals[-1][1]:
+            intervals[-1] = (intervals[-1][0], end)
+        else:
+            intervals.append((start, end))
     return intervals
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from edgetrain.core.availability import read_trace_file
 from edgetrain.core.catalog import CATALOG
 from edgetrain.core.config import Availability, ConfigValueError, DeviceConfig, ModelConfig, Objective, Scenario
 from edgetrain.core.errors import ScenarioError
@@ -81,6 +82,10 @@ def parse_scenario(text: str, source: str) -> Scenario:
             trace = Path(source).parent / device.availability.file
             if not trace.is_file():
                 raise ScenarioError(f"{source}: devices[{index}].availability.file: no such file {str(trace)!r}")
+            try:  # its contents too, now: not later, in a testbed thread that would die silently
+                read_trace_file(trace)
+            except ScenarioError as exc:
+                raise ScenarioError(f"{source}: devices[{index}].availability.file: {exc}") from None
     return scenario
 
 

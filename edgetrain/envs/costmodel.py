@@ -1,7 +1,7 @@
 """Predict what a plan costs, from a calibration of the devices (measured by `edgetrain calibrate`): step time, energy and bytes per device,
 and whether it fits in memory.
 
-Compute comes from the profiled forward/backward times of each model part; communication from an
+Compute comes from the measured forward/backward times of each model part; communication from an
 alpha-beta model (measured latency and throughput of each device pair) of the collectives and
 point-to-point sends each parallelism really performs:
 - dp: DDP all-reduces all gradients after the backward pass (one bucket for these model sizes),
@@ -83,7 +83,7 @@ class DeviceModel:
     def time(self, part: str, rows: float, seq: int) -> tuple[float, float]:
         """Forward and backward seconds, linear in rows between measured points (and beyond them)."""
         table = self.parts[part].get(seq)
-        if table is None:  # a sequence length never profiled: scale the nearest longer one by tokens
+        if table is None:  # a sequence length never measured: scale the nearest longer one by tokens
             longer = min((s for s in self.parts[part] if s >= seq), default=max(self.parts[part]))
             f, b = self.time(part, rows, longer)
             return f * seq / longer, b * seq / longer
@@ -127,7 +127,7 @@ class CostModel:
 
     # --- communication -------------------------------------------------------------------------------
     def transfer_s(self, src: str, dst: str, nbytes: float) -> float:
-        """Measured seconds for a message of nbytes, linear between the profiled sizes and beyond."""
+        """Measured seconds for a message of nbytes, linear between the measured sizes and beyond."""
         sizes, seconds = self.links[(src, dst)]
         i = min(max(bisect.bisect_left(sizes, nbytes), 1), len(sizes) - 1)
         slope = (seconds[i] - seconds[i - 1]) / (sizes[i] - sizes[i - 1])
@@ -263,7 +263,7 @@ class CostModel:
 
 
 def _transfer_table(measured: dict) -> tuple[list[float], list[float]]:
-    """(sizes, seconds) from a profiled link, with (0 bytes, one latency) as the first point."""
+    """(sizes, seconds) from a measured link, with (0 bytes, one latency) as the first point."""
     sizes = [0.0] + [float(size) for size in measured["transfer_s"]]
     seconds = [measured["latency_s"]] + list(measured["transfer_s"].values())
     return sizes, seconds

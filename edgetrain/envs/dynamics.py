@@ -53,6 +53,10 @@ class Dynamics(ABC):
     def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator) -> IntervalOutcome:
         """Train `resolved` for one decision interval from `state`."""
 
+    def stalled(self, world: World) -> bool:
+        """No device is there and none will ever return: the job cannot go on."""
+        return False
+
     def close(self) -> None:
         pass
 
@@ -61,7 +65,9 @@ class SimDynamics(Dynamics):
     """The calibrated simulator: the cost model's predictions with log-normal noise, availability from
     traces sampled per episode, batteries that drain with the predicted energy. A device that leaves
     during an interval costs the work since the last checkpoint, the detection time and the idle power
-    of the plan's devices meanwhile."""
+    of the plan's devices meanwhile. Batteries, as on the testbed: every online battery device pays
+    its idle power, a plan's members their predicted energy; one that crosses the cutoff leaves for
+    good at that moment (a member's crossing fails the interval there)."""
 
     measured = False
 
@@ -110,6 +116,19 @@ class SimDynamics(Dynamics):
             online = not online
         return math.inf
 
+    def online_seconds(self, i: int, start: float, end: float) -> float:
+        """How long device i is online within [start, end)."""
+        if self.flat[i]:
+            return 0.0
+        total, online, since = 0.0, self.up_at_0[i], 0.0
+        for flip in self.flips[i] + [math.inf]:
+            if online:
+                total += max(0.0, min(flip, end) - max(since, start))
+            if flip >= end:
+                break
+            online, since = not online, flip
+        return total
+
     def _last_change(self, i: int, t: float) -> float:
         last = 0.0
         for flip in self.flips[i]:
@@ -152,7 +171,9 @@ class SimDynamics(Dynamics):
         switch = rules.switch_s if switched else 0.0
         duration = switch + steps * step_time
         start = state.world.t
-        failure_at = min((self.next_offline(i, start) for i in resolved.slots), default=math.inf)
+        per_step_energy = [e * noise_e for e in resolved.step_energies_j]
+        failure_at = min(min((self.next_offline(i, start) for i in resolved.slots), default=math.inf),
+                         self._battery_cutoff_at(resolved, state, switch, step_time, per_step_energy))
         failed = failure_at < start + duration
         if failed:
             trained_time = max(failure_at - start - switch, 0.0)
@@ -163,31 +184,55 @@ class SimDynamics(Dynamics):
         else:
             done_steps = kept_steps = steps
             compute_steps = steps
-        per_step_energy = [e * noise_e for e in resolved.step_energies_j]
         idle_s = duration - compute_steps * step_time  # the plan's devices idle through switch and failure
         energy = sum(per_step_energy) * compute_steps + idle_s * resolved.idle_w
         return {"failed": failed, "switched": switched, "duration_s": duration, "energy_j": energy,
                 "samples": kept_steps * rules.batch_size, "lost_steps": done_steps - kept_steps,
                 "per_step_energy_j": per_step_energy, "compute_steps": compute_steps, "idle_s": idle_s}
 
+    def _battery_cutoff_at(self, resolved: ResolvedPlan, state: EpisodeState, switch_s: float, step_time: float,
+                           per_step_energy: list[float]) -> float:
+        """When the first battery member would cross the cutoff, drawing its idle power through the switch
+        and its predicted training power after (inf when none would within the interval's reach)."""
+        earliest = math.inf
+        for index, i in enumerate(resolved.slots):
+            capacity = self.fleet.battery_j[i]
+            if capacity is None:
+                continue
+            budget_j = (state.world.battery[i] - BATTERY_CUTOFF_PCT / 100.0) * capacity
+            idle_w = self.fleet.powers[i].idle_power_w.value
+            training_w = per_step_energy[index] / step_time
+            if budget_j <= idle_w * switch_s:
+                cut_s = max(budget_j, 0.0) / idle_w
+            else:
+                cut_s = switch_s + (budget_j - idle_w * switch_s) / training_w
+            earliest = min(earliest, state.world.t + cut_s)
+        return earliest
+
+    def stalled(self, world: World) -> bool:
+        return world.available == 0  # it already waited for the next device to return: there is none
+
     def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator) -> IntervalOutcome:
         noise = self.rules.noise
         noise_t = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
         noise_e = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
         p = self.predict(resolved, state, self.rules.decision_steps, noise_t, noise_e)
-        battery = self._drain(state.world.battery, resolved, p)
+        battery = self._drain(state.world.battery, resolved, p, state.world.t)
         t, waited, available = self._wait_for_a_device(state.world.t + p["duration_s"])
         return IntervalOutcome(str(resolved.plan), int(p["failed"]), p["switched"], p["duration_s"] + waited,
                                p["energy_j"], p["samples"], p["lost_steps"], self.world(t, available, battery))
 
-    def _drain(self, battery: tuple[float, ...], resolved: ResolvedPlan, p: dict) -> tuple[float, ...]:
+    def _drain(self, battery: tuple[float, ...], resolved: ResolvedPlan, p: dict, start: float) -> tuple[float, ...]:
         charge = list(battery)
-        for index, i in enumerate(resolved.slots):
+        for i in range(self.fleet.n):
             capacity = self.fleet.battery_j[i]
             if capacity is None:
                 continue
-            spent = (p["per_step_energy_j"][index] * p["compute_steps"]
-                     + p["idle_s"] * self.fleet.powers[i].idle_power_w.value)
+            idle_w = self.fleet.powers[i].idle_power_w.value
+            if i in resolved.slots:
+                spent = p["per_step_energy_j"][resolved.slots.index(i)] * p["compute_steps"] + p["idle_s"] * idle_w
+            else:  # not training, but on and drawing its idle power while online (as on the testbed)
+                spent = idle_w * self.online_seconds(i, start, start + p["duration_s"])
             charge[i] = max(0.0, charge[i] - spent / capacity)
             if charge[i] < BATTERY_CUTOFF_PCT / 100.0:
                 self.flat[i] = True  # below the cutoff the device leaves for good (as on the testbed)

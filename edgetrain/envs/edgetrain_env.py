@@ -67,7 +67,8 @@ class EdgeTrainEnv(gym.Env):
     episode a sub-fleet: `edgetrain.core.objective`), so rewards of one scenario share one scale. `info` carries the raw energy, time, samples, plan and failures.
 
     ## Episode End
-    Terminates when `target_samples` are trained; truncated by `max_episode_steps` (registration).
+    Terminates when `target_samples` are trained; truncated by `max_episode_steps` (registration), and
+    when no device is left and none will return (the simulator knows; a step then trains nothing).
 
     ## Arguments
     - `scenario`: a Scenario, or a scenario file / built-in name.
@@ -177,6 +178,9 @@ class EdgeTrainEnv(gym.Env):
         return self._get_obs(), {}
 
     def step(self, action):
+        if self.dynamics.stalled(self.state.world):  # no device left and none will return: nothing can train
+            outcome = IntervalOutcome("none", 0, False, 0.0, 0.0, 0, 0, self.state.world)
+            return self._get_obs(), 0.0, False, True, self._get_info(outcome, 0.0)
         world, waited_s = self.dynamics.before_decision(self.state.world)
         state = self.state if world is self.state.world else dataclasses.replace(self.state, world=world)
         resolved = self._resolve_action(action, world.available)
@@ -188,7 +192,9 @@ class EdgeTrainEnv(gym.Env):
                                   None if outcome.failed else resolved, outcome.failed,
                                   state.totals.add(outcome, zeus_cost))
         terminated = self.state.samples >= self.target
-        return self._get_obs(), -zeus_cost / self.interval_samples, terminated, False, self._get_info(outcome, zeus_cost)
+        truncated = not terminated and self.dynamics.stalled(self.state.world)
+        return (self._get_obs(), -zeus_cost / self.interval_samples, terminated, truncated,
+                self._get_info(outcome, zeus_cost))
 
     def action_masks(self) -> np.ndarray:
         """Allowed kinds (some subset of the available devices can run them), then per slot: leaving the

@@ -171,7 +171,7 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
                 inject_fault(victim)
         elif kind == "measurement":
             metrics.measurements.setdefault(device, {})[event["part"]] = event["data"]
-            progress(f"profiled {event['part']} of {device}")
+            progress(f"measured {event['part']} of {device}")
         elif kind == "checkpoint":
             metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
             progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")

@@ -1,4 +1,4 @@
-"""Measurements the cost model is built from, taken on the live devices by a profiling job.
+"""Measurements the cost model is built from, taken on the live devices by a calibration job.
 
 Every device, in turn (so that devices sharing a machine do not disturb each other), times the forward
 and backward pass of each part of the model (embeddings, one Transformer block, output head with the

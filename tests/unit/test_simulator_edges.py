@@ -1,0 +1,161 @@
+"""The simulator where it is easy to get wrong: a fleet that never comes back, batteries that run out in
+the middle of an interval and devices that drain while they are not training, trace files, and
+availability and plan resolution checked against references computed here, not by the env."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY, TINY_CALIBRATION
+from edgetrain.core.availability import read_trace_file
+from edgetrain.core.catalog import get_profile
+from edgetrain.core.errors import ScenarioError
+from edgetrain.core.feasibility import plan_problems
+from edgetrain.core.plans import Plan
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT, HEARTBEAT_TIMEOUT_S
+from edgetrain.core.scenario import load_scenario, parse_scenario
+from edgetrain.envs.actions import action_for, random_valid_action
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+
+TINY_TEXT = open(TINY).read()
+
+
+def scenario_with(tmp_path, replacements: dict[str, str], traces: dict[str, str] = {}):
+    text = TINY_TEXT
+    for old, new in replacements.items():
+        assert old in text
+        text = text.replace(old, new)
+    for name, content in traces.items():
+        (tmp_path / name).write_text(content)
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_fleet_that_never_returns_ends_the_job_instead_of_crashing(tmp_path):
+    """Before: `edgetrain evaluate` died with TypeError ('NoneType' object is not subscriptable)."""
+    path = scenario_with(tmp_path, {
+        "bandwidth_mbps: 50}": "bandwidth_mbps: 50, availability: {kind: trace, file: gone.trace}}",
+        "bandwidth_mbps: 40}": "bandwidth_mbps: 40, availability: {kind: trace, file: gone.trace}}",
+        "  - {name: c, profile: raspberry-pi-4, cpu_share: 0.2, bandwidth_mbps: 20}\n": ""},
+        {"gone.trace": "0 1.5\n"})
+    env = EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION)
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step(action_for("dp", [0, 1]))
+    assert info["failures"] == 1 and not terminated and truncated  # both left at 1.5 s, for good
+    _, reward, terminated, truncated, info = env.step(action_for("local", [0]))
+    assert truncated and reward == 0.0 and info["samples"] == 0 and info["plan"] == "none"
+    out = tmp_path / "eval.json"
+    result = subprocess.run([sys.executable, "-m", "edgetrain", "evaluate", "--scenario", str(path), "--calibration",
+                             TINY_CALIBRATION, "--episodes", "2", "--json", str(out)], capture_output=True, text=True,
+                            cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads(out.read_text())["results"]
+    assert all(r["completed"] == 0.0 for r in results.values())
+
+
+def battery_env(tmp_path, wh: float, decision_steps: int = 200):
+    path = scenario_with(tmp_path, {"bandwidth_mbps: 20}": f"bandwidth_mbps: 20, battery_wh: {wh}}}"})
+    return EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION, noise=0.0, decision_steps=decision_steps)
+
+
+def test_a_member_whose_battery_runs_out_mid_interval_fails_the_interval_there(tmp_path):
+    """Before: the interval completed in full and the device only left at the next decision."""
+    probe = battery_env(tmp_path, 1.0)
+    probe.reset(seed=0)
+    resolved = probe.plan_for(action_for("local", [2]))
+    step_s = resolved.prediction.step_time_s
+    training_w = resolved.prediction.energy_j["c"] / step_s
+    idle_w = get_profile("raspberry-pi-4").idle_power_w.value
+    switch_s = 2.0
+    cut_after_s = switch_s + 100.5 * step_s  # halfway through 200 steps
+    budget_j = idle_w * switch_s + training_w * 100.5 * step_s
+    wh = budget_j / (1 - BATTERY_CUTOFF_PCT / 100) / 3600
+    env = battery_env(tmp_path, wh)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(action_for("local", [2]))
+    assert info["failures"] == 1
+    assert info["time_s"] == pytest.approx(cut_after_s + HEARTBEAT_TIMEOUT_S, rel=1e-6)
+    assert info["samples"] == 100 * 10  # 100 steps trained, all checkpointed (every 5)
+    assert env.state.world.battery[2] < BATTERY_CUTOFF_PCT / 100
+    assert not env.state.world.available >> 2 & 1  # gone for good
+    assert "c" not in env.available_devices()
+
+
+def test_a_battery_device_drains_its_idle_power_while_others_train(tmp_path):
+    """Before: only the plan's members drained."""
+    env = battery_env(tmp_path, 5.0)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(action_for("local", [0]))  # c is not in the plan
+    idle_w = get_profile("raspberry-pi-4").idle_power_w.value
+    expected = 1.0 - idle_w * info["time_s"] / (5.0 * 3600)
+    assert env.state.world.battery[2] == pytest.approx(expected, rel=1e-9)
+    assert env.state.world.battery[2] < 1.0
+
+
+def test_trace_files_are_checked_when_the_scenario_loads(tmp_path):
+    """Before: a malformed trace loaded, and killed the testbed's availability thread later."""
+    path = scenario_with(tmp_path, {"bandwidth_mbps: 20}": "bandwidth_mbps: 20, availability: {kind: trace, "
+                                                           "file: bad.trace}}"}, {"bad.trace": "0 10\n5 oops\n"})
+    with pytest.raises(ScenarioError, match=r"devices\[2\]\.availability\.file: availability trace .*bad.trace, "
+                                            r"line 2: expected 'start_s end_s'"):
+        load_scenario(str(path))
+    (tmp_path / "bad.trace").write_text("0 10\n8 12\n")
+    with pytest.raises(ScenarioError, match="line 2: intervals must be increasing, disjoint"):
+        load_scenario(str(path))
+
+
+def test_touching_intervals_are_one_interval(tmp_path):
+    """Before: `0 4` then `4 10` took the device off and on again at 4 s."""
+    trace = tmp_path / "t.trace"
+    trace.write_text("0 4\n4 10  # touches\n12 15\n")
+    assert read_trace_file(trace) == [(0.0, 10.0), (12.0, 15.0)]
+
+
+def test_masks_follow_the_trace_file_at_every_decision(tmp_path):
+    """The mask against availability computed here from the trace files themselves."""
+    traces = {"a.trace": "0 30\n45 400\n", "b.trace": "10 60\n70 90\n200 400\n"}
+    path = scenario_with(tmp_path, {
+        "target_samples: 1200": "target_samples: 1000000",  # a job long enough to see the traces through
+        "bandwidth_mbps: 50}": "bandwidth_mbps: 50, availability: {kind: trace, file: a.trace}}",
+        "bandwidth_mbps: 40}": "bandwidth_mbps: 40, availability: {kind: trace, file: b.trace}}"}, traces)
+    intervals = {0: [(0, 30), (45, 400)], 1: [(10, 60), (70, 90), (200, 400)], 2: [(0, float("inf"))]}
+    env = EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION, decision_steps=50)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        t = env.state.world.t
+        mask = env.action_masks()
+        for slot in range(3):
+            online = any(start <= t < end for start, end in intervals[slot])
+            assert mask[5 + 2 * slot + 1] == online, (slot, t)
+            seen.add((slot, online))
+        _, _, terminated, truncated, _ = env.step(random_valid_action(mask, rng))
+        if terminated or truncated:
+            env.reset(seed=len(seen))
+    assert {(0, False), (1, False), (1, True)} <= seen
+
+
+def test_a_truly_infeasible_choice_on_smart_home_runs_the_next_kind_on_the_same_devices():
+    env = EdgeTrainEnv()  # smart-home: 6 heads, so tensor parallelism over 4 devices cannot run
+    env.reset(seed=0)
+    env.state = dataclasses.replace(env.state, world=dataclasses.replace(env.state.world, available=0b11111))
+    four = ("laptop", "orin-nano", "xavier-nx", "pi4")
+    assert plan_problems(Plan("tp", four), env.scenario)
+    resolved = env.plan_for(action_for("tp", [env.names.index(d) for d in four]))
+    assert resolved.plan == Plan("dp", four)  # FALLBACK_KINDS: dp first
+    assert not plan_problems(resolved.plan, env.scenario)
+
+
+def test_a_reset_on_a_scenario_parsed_from_text_is_the_same_as_from_its_file(tmp_path):
+    """Traces resolve relative to the scenario file whichever way it is loaded."""
+    path = scenario_with(tmp_path, {"bandwidth_mbps: 50}": "bandwidth_mbps: 50, availability: {kind: trace, "
+                                                           "file: a.trace}}"}, {"a.trace": "5 50\n"})
+    first = EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION)
+    second = EdgeTrainEnv(scenario=parse_scenario(path.read_text(), str(path)), calibration=TINY_CALIBRATION)
+    assert np.array_equal(first.reset(seed=1)[0], second.reset(seed=1)[0])
