@@ -1,5 +1,6 @@
 """The control plane: authentication, integrity, schema checks, and a worker that survives garbage."""
 
+import errno
 import random
 import socket
 import struct
@@ -12,6 +13,7 @@ from edgetrain.runtime.device.worker import Worker
 from edgetrain.runtime.wire.control import ProtocolError, connect
 
 TOKEN = b"s3cret-token-of-the-home-fleet-0123456789"
+HUNG_UP = {errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE}
 
 
 @pytest.fixture
@@ -74,15 +76,91 @@ def test_a_fake_worker_that_does_not_know_the_token_is_refused_by_the_client():
     server.close()
 
 
-def test_a_tampered_frame_breaks_the_session(worker):
+def _until_hung_up(channel, deadline_s: float = 5.0) -> list[dict]:
+    """Read until the worker hangs up; the messages it sent first (heartbeats, a refusal). A worker that
+    hangs instead of hanging up fails here: a timeout is not a refusal."""
+    channel.sock.settimeout(deadline_s)
+    received = []
+    deadline = time.monotonic() + deadline_s
+    with pytest.raises(ConnectionError):  # closed or reset by the worker; socket.timeout is not one
+        while True:
+            assert time.monotonic() < deadline, "the worker neither answered nor hung up"
+            received.append(channel.receive())
+    return received
+
+
+def _send_raw(channel, payload: bytes, mac: bytes | None = None) -> None:
+    """A frame with the right MAC for this session (unless one is given), whatever the payload."""
+    if mac is None:
+        mac = channel._mac(channel._send_label, channel._send_seq, payload)
+        channel._send_seq += 1
+    channel.sock.sendall(struct.pack(">I", len(mac + payload)) + mac + payload)
+
+
+def test_a_tampered_frame_breaks_the_session(worker, caplog):
     channel, _ = connect(worker.listen, TOKEN)
     # Bypass Channel.send: a status request with a MAC that does not match.
-    body = b"\0" * 32 + b'{"type":"status"}'
-    channel.sock.sendall(struct.pack(">I", len(body)) + body)
-    channel.sock.settimeout(5)
-    with pytest.raises((ConnectionError, ProtocolError, OSError)):
-        while True:  # heartbeats may still arrive until the worker hangs up
-            channel.receive()
+    _send_raw(channel, b'{"type":"status"}', mac=b"\0" * 32)
+    received = _until_hung_up(channel)
+    channel.close()
+    assert all(m["type"] == "heartbeat" for m in received)  # no state for a forged request
+    time.sleep(0.1)
+    assert any("integrity check" in r.getMessage() for r in caplog.records)
+
+
+def test_a_replayed_frame_breaks_the_session(worker, caplog):
+    channel, _ = connect(worker.listen, TOKEN)
+    payload = b'{"type":"status"}'
+    mac = channel._mac(channel._send_label, 0, payload)
+    _send_raw(channel, payload, mac=mac)
+    _send_raw(channel, payload, mac=mac)  # the same frame again: its sequence number is spent
+    received = _until_hung_up(channel)
+    channel.close()
+    assert [m["type"] for m in received].count("state") == 1
+    time.sleep(0.1)
+    assert any("integrity check" in r.getMessage() for r in caplog.records)
+
+
+def _authenticated_garbage(rng: random.Random, count: int):
+    """Payloads an authenticated peer could send that are not valid requests."""
+    shapes = [b"[]", b"null", b'{"type":7}', b'{"type":"status","extra":1}', b'{"type":"heartbeat"}',
+              b'{"type":"start","spec":{}}', b'{"type":"start","spec":{"rank":"zero"}}', b"{" * 300,
+              b'{"type":"start"}', b"\xff\xfe not utf-8"]
+    for i in range(count):
+        if i % 3 == 0:
+            yield bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 80)))
+        else:
+            yield rng.choice(shapes)
+
+
+def test_fuzz_after_authentication_refuses_or_hangs_up_and_the_worker_keeps_serving(worker):
+    rng = random.Random(99)
+    outcomes = {"refused": 0, "hung up": 0}
+    for payload in _authenticated_garbage(rng, 300):
+        channel, _ = connect(worker.listen, TOKEN)
+        _send_raw(channel, payload)
+        channel.sock.settimeout(5)
+        deadline = time.monotonic() + 5
+        try:
+            while True:
+                assert time.monotonic() < deadline, f"no answer to {payload[:40]!r}"
+                reply = channel.receive()
+                if reply["type"] == "refused":
+                    outcomes["refused"] += 1
+                    break
+                assert reply["type"] == "heartbeat", (payload[:40], reply)
+        except ConnectionError:
+            outcomes["hung up"] += 1
+        finally:
+            channel.close()
+    assert outcomes["refused"] > 0 and outcomes["hung up"] > 0
+    assert sum(outcomes.values()) == 300
+    channel, _ = connect(worker.listen, TOKEN)
+    channel.send({"type": "status"})
+    reply = channel.receive()
+    while reply["type"] != "state":
+        reply = channel.receive()
+    assert reply["state"]["device"] == "dev0"
     channel.close()
 
 
@@ -113,12 +191,14 @@ def test_fuzz_ten_thousand_random_and_truncated_frames_and_the_worker_keeps_serv
             assert sock.recv(4096)  # the challenge: the worker is still serving
             sock.sendall(frame)
             delivered += 1
-            try:
+            try:  # the worker must hang up (a close or a reset); a timeout here means it hung: a failure
                 sock.shutdown(socket.SHUT_WR)
                 while sock.recv(4096):
                     pass
-            except OSError:
-                pass  # the worker hung up on us, possibly with a reset: exactly right
+            except TimeoutError:
+                raise
+            except OSError as exc:  # already closed or reset by the worker: exactly right
+                assert exc.errno in HUNG_UP, exc
     assert delivered == 10_000
     channel, device = connect(worker.listen, TOKEN)
     channel.send({"type": "status"})
