@@ -11,8 +11,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgetrain.core.errors import RunError, UserError
+
+if TYPE_CHECKING:
+    from edgetrain.core.plans import Plan
 
 
 def _progress(line: str) -> None:
@@ -23,7 +27,8 @@ def _default_run_dir(kind: str) -> Path:
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}"
 
 
-def _parse_faults(values: list[str], devices: list[str]) -> dict[int, str]:
+def _parse_faults(values: list[str], devices: list[str], plan: Plan) -> dict[int, str]:
+    """DEV@STEP for devices of the plan only: a fault on any other device would never fire."""
     faults = {}
     for value in values:
         device, sep, step = value.rpartition("@")
@@ -31,8 +36,35 @@ def _parse_faults(values: list[str], devices: list[str]) -> dict[int, str]:
             raise UserError(f"--inject-fault {value!r} is not DEV@STEP (for example pi4@3)")
         if device not in devices:
             raise UserError(f"--inject-fault {value!r}: unknown device {device!r} (devices: {', '.join(devices)})")
+        if device not in plan.devices:
+            raise UserError(f"--inject-fault {value!r}: device {device!r} is not in the plan {plan}, "
+                            f"so no fault would be injected (devices of the plan: {', '.join(plan.devices)})")
         faults[int(step)] = device
     return faults
+
+
+def _check_data(path: str) -> None:
+    """What `--data` must be (runtime.training.data reads it in every shard): an existing, readable text
+    file or folder of them. Checked here, before anything starts, without importing the training code."""
+    import os
+    data = Path(path)
+    if not data.exists():
+        raise UserError(f"--data {path}: no such file or folder")
+    if not (data.is_file() or data.is_dir()):
+        raise UserError(f"--data {path}: not a text file or a folder of them")
+    if not os.access(data, os.R_OK | (os.X_OK if data.is_dir() else 0)):
+        raise UserError(f"--data {path}: cannot be read (permission denied)")
+
+
+def _closing_line(metrics: dict, checkpoint: str, metrics_out: str | None) -> str:
+    """The last line of `edgetrain run`, from the metrics' dict: it names the plan that ran last (after a
+    recovery, not the plan the run started with)."""
+    plans = metrics.get("plans") or []
+    plan = plans[-1]["plan"] if plans else metrics["plan"]
+    total, steps = metrics["total"], metrics["steps"]
+    return (f"{plan}: {len(steps)} steps, final loss {steps[-1]['loss']:.4f}, "
+            f"{total['time_per_sample_s'] * 1e3:.2f} ms and {total['energy_per_sample_j']:.3f} J per sample; "
+            f"checkpoint {checkpoint}" + (f"; metrics {metrics_out}" if metrics_out else ""))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -42,7 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     plan = Plan.parse(args.plan)
     plan.check_devices(scenario.device_names)
-    faults = _parse_faults(args.inject_fault, scenario.device_names)
+    faults = _parse_faults(args.inject_fault, scenario.device_names, plan)
+    if args.data is not None:
+        _check_data(args.data)
     if args.steps < 1:
         raise UserError("--steps must be at least 1")
     if args.checkpoint_every < 0:
@@ -64,14 +98,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics.extra.update(backend.facts)
     if args.metrics_out:
         metrics.write(args.metrics_out)
-    total = metrics.to_dict()["total"]
     for recovery in metrics.recoveries:
         print(f"recovered: lost {', '.join(recovery['devices'])} after step {recovery['step']}, "
               f"went on with {recovery['new_plan']} from step {recovery['resumed_from_step']} "
               f"in {recovery.get('seconds_to_resume', float('nan')):.1f} s")
-    print(f"{plan}: {len(metrics.steps)} steps, final loss {metrics.losses[-1]:.4f}, "
-          f"{total['time_per_sample_s'] * 1e3:.2f} ms and {total['energy_per_sample_j']:.3f} J per sample; "
-          f"checkpoint {job.checkpoint_out}" + (f"; metrics {args.metrics_out}" if args.metrics_out else ""))
+    print(_closing_line(metrics.to_dict(), job.checkpoint_out, args.metrics_out))
     return 0
 
 
@@ -160,7 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError("--episodes must be at least 1")
     from edgetrain.agents.evaluate import evaluate, plot_learning_curve, plot_tradeoff, table, write
     report = evaluate(scenario, calibration, args.policy, args.episodes, seed=args.seed, progress=_progress)
-    plots = Path(args.plots) if args.plots else Path(args.json).with_suffix("")
+    plots = Path(args.plots) if args.plots else default_plots_dir(args.json)
     plots.mkdir(parents=True, exist_ok=True)
     report["plots"] = {"tradeoff": str(plot_tradeoff(EdgeTrainEnv(scenario=scenario, calibration=calibration), report,
                                                      plots / "energy_vs_time.png"))}
@@ -172,6 +203,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(table(report))
     print(f"results: {args.json}; plots: {', '.join(report['plots'].values())}")
     return 0
+
+
+def default_plots_dir(json_path: str) -> Path:
+    """`<json stem>-plots/` next to the JSON: never a bare scenario name (workshop.json -> workshop-plots/)."""
+    path = Path(json_path)
+    return path.with_name(f"{path.stem}-plots")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
@@ -221,11 +258,52 @@ def cmd_worker(args: argparse.Namespace) -> int:
         token = read_token(args.token_file)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    device = args.device or socket.gethostname()
+
+    def listening(host: str, port: int) -> None:  # never the token
+        _progress(f"edgetrain worker: serving device {device} on {host}:{port}")
+
     try:
-        run_worker(args.device or socket.gethostname(), listen, token, socket_ifname=args.socket_ifname,
-                   battery_file=args.battery_file, log_dir=args.log_dir)
+        run_worker(device, listen, token, socket_ifname=args.socket_ifname, battery_file=args.battery_file,
+                   log_dir=args.log_dir, on_listening=listening)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror}") from None
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """A new shared secret for the control plane, in a file only its owner can read; never printed."""
+    import os
+
+    from edgetrain.runtime.wire.control import new_token
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder, not a file")
+    if (out.exists() or out.is_symlink()) and not args.force:
+        raise UserError(f"--out {out}: the file exists; pass --force to replace it with a new secret")
+
+    def write_secret(path: Path) -> None:  # a new file of mode 0600: never readable by others, not for a moment
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (new_token() + "\n").encode())
+        finally:
+            os.close(fd)
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        if args.force:  # a new file renamed over the old one: replaced whole, whatever the old one's mode
+            write_secret(tmp)
+            os.replace(tmp, out)
+        else:
+            write_secret(out)  # O_EXCL: a file that appeared meanwhile is not overwritten either
+    except FileExistsError:
+        raise UserError(f"--out {out}: the file exists; pass --force to replace it with a new secret") from None
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"--out {out}: cannot write the token file ({exc.strerror})") from None
+    print(f"new secret written to {out} (mode 0600); give every worker and the coordinator this file "
+          f"(`edgetrain worker --token-file {out}`, `token_file:` in a cluster file)")
     return 0
 
 
@@ -345,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--log-dir", default=None, help="folder for shard logs")
     worker.set_defaults(func=cmd_worker)
 
+    token = sub.add_parser("token", help="write a new shared secret for workers and the coordinator",
+                           description="Write a new random secret to a file of mode 0600 (never printed); start "
+                                       "every worker with --token-file FILE and name it as token_file in the "
+                                       "cluster file.")
+    token.add_argument("--out", required=True, help="the token file to write")
+    token.add_argument("--force", action="store_true", help="replace the file if it exists")
+    token.set_defaults(func=cmd_token)
+
     emulate = sub.add_parser("emulate", help="the emulated Mininet testbed (root)")
     emulate.add_argument("action", choices=["check", "up", "clean"],
                          help="check: measure links and CPU shares; up: bring the testbed up until Ctrl-C; "
@@ -414,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of the first episode's traces")
     evaluate.add_argument("--json", required=True, help="write the results here")
-    evaluate.add_argument("--plots", default=None, help="folder for the PNG plots (default: next to --json)")
+    evaluate.add_argument("--plots", default=None,
+                          help="folder for the PNG plots (default: JSON-STEM-plots/ next to --json)")
     evaluate.add_argument("--run", default=None, help="the policy's TensorBoard run, for the learning curve")
     evaluate.set_defaults(func=cmd_evaluate)
 

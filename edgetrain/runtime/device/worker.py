@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handshake
@@ -51,7 +51,8 @@ def battery_percent(battery_file: Optional[str]) -> Optional[float]:
 
 class Worker:
     def __init__(self, device: str, listen: tuple[str, int], token: bytes, socket_ifname: Optional[str] = None,
-                 battery_file: Optional[str] = None, heartbeat_s: float = 1.0, log_dir: Optional[str] = None):
+                 battery_file: Optional[str] = None, heartbeat_s: float = 1.0, log_dir: Optional[str] = None,
+                 on_listening: Optional[Callable[[str, int], None]] = None):
         self.device = device
         self.listen = listen
         self.token = token
@@ -59,6 +60,8 @@ class Worker:
         self.battery_file = battery_file
         self.heartbeat_s = heartbeat_s
         self.log_dir = Path(log_dir) if log_dir else None
+        self.on_listening = on_listening
+        """Told the address and port the worker listens on (the port the system chose for port 0)."""
         self.cpu = CpuClock()
         self.started = time.time()
         self._lock = threading.Lock()
@@ -189,7 +192,11 @@ class Worker:
     def serve_forever(self) -> None:
         self.server = socket.create_server(self.listen, reuse_port=False)
         self.server.listen(64)
-        log.info("worker %s listening on %s:%d", self.device, *self.listen)
+        host, port = self.server.getsockname()[:2]
+        if self.on_listening is not None:
+            self.on_listening(host, port)
+        else:
+            log.info("worker %s listening on %s:%d", self.device, host, port)
         self.warm_up()
         while not self._stopping.is_set():
             try:
