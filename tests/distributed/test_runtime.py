@@ -140,3 +140,22 @@ def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_loss
         launcher.close()
         for worker in workers.values():
             worker.shutdown()
+
+
+def test_run_resume_goes_on_from_the_checkpoint_on_the_same_text_and_refuses_other_text(tmp_path):
+    """Before: --resume with another --data went on silently with batches of other text."""
+    checkpoint = tmp_path / "first.pt"
+    first = run_cli("run", "--scenario", TINY, "--plan", "local:a", "--steps", "2", "--checkpoint", str(checkpoint),
+                    "--run-dir", str(tmp_path / "first"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    metrics = tmp_path / "same.json"
+    same = run_cli("run", "--scenario", TINY, "--plan", "dp:a,b", "--steps", "1", "--resume", str(checkpoint),
+                   "--run-dir", str(tmp_path / "same"), "--metrics-out", str(metrics))
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert [s["step"] for s in json.loads(metrics.read_text())["steps"]] == [3]
+    other = tmp_path / "other.txt"
+    other.write_text("entirely different training text, " * 400)
+    refused = run_cli("run", "--scenario", TINY, "--plan", "local:a", "--steps", "1", "--resume", str(checkpoint),
+                      "--data", str(other), "--run-dir", str(tmp_path / "other"))
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "was trained on other text" in refused.stderr and "Traceback" not in refused.stderr

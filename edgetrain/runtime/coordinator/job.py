@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgetrain.core.config import Scenario
-from edgetrain.core.errors import DeviceLost, RunError
+from edgetrain.core.errors import DeviceLost, RunError, UserError
 from edgetrain.core.feasibility import check_plan
 from edgetrain.core.plans import Plan
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
@@ -65,10 +65,11 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     if job.mode == "train":
         check_plan(job.plan, job.scenario)
     start_step = 0
+    resumed_corpus = None
     if job.resume:
         payload = load_checkpoint(job.resume)
         check_compatible(payload, job.resume, job.scenario.model, job.seed)
-        start_step = payload["step"]
+        start_step, resumed_corpus = payload["step"], payload.get("corpus")
         del payload
     model_fields = {k: v for k, v in asdict(job.scenario.model).items() if k != "vocab_size"}
     master = launcher.master_address(job.plan.devices[0])
@@ -94,7 +95,7 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     try:
         for spec in specs:
             handles.append(launcher.start(spec, messages, job.run_dir / f"shard-{spec.rank}-{spec.device}.log"))
-        _follow(job, launcher, metrics, messages, progress, inject_fault, target_step)
+        _follow(job, launcher, metrics, messages, progress, inject_fault, target_step, resumed_corpus)
     except DeviceLost as lost:
         lost.metrics = metrics
         lost.step = metrics.last_step
@@ -127,7 +128,8 @@ def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str
 
 
 def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
-            progress: ProgressFn, inject_fault: Optional[FaultFn], last_step: int) -> None:
+            progress: ProgressFn, inject_fault: Optional[FaultFn], last_step: int,
+            resumed_corpus: Optional[str] = None) -> None:
     world = job.plan.degree
     done: set[int] = set()
     shown_at = 0.0
@@ -157,6 +159,11 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
             metrics.add_ready(device, event)
             if len(metrics.corpora) == world and len(set(metrics.corpora.values())) > 1:
                 raise RunError("the devices disagree on the training text (different corpus fingerprints)")
+            if resumed_corpus is not None and event["corpus"] != resumed_corpus:
+                # Resuming on other text would go on silently with batches the first part never saw.
+                raise UserError(f"checkpoint {job.resume} was trained on other text (corpus {resumed_corpus}) "
+                                f"than {device} reads now (corpus {event['corpus']}): resume with the same --data, "
+                                "or start a new run without --resume")
         elif kind == "step":
             record = metrics.add_step(device, event, world)
             # At most one progress line a second (and the last step): fast steps must not pay for printing.
