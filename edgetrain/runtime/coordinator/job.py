@@ -39,7 +39,7 @@ class Job:
     stall_timeout_s: float = 600.0
     """Fail when no shard reports anything for this long."""
     mode: str = "train"
-    """train, or profile: every device of the plan measures itself and its links (no training)."""
+    """train, or calibrate: every device of the plan measures itself and its links (no training)."""
     faults: dict[int, str] = field(default_factory=dict)
     """Fault injection for tests and demos: after step N completes, kill device D's worker."""
 

@@ -83,10 +83,13 @@ def _finish_record(record: dict, metrics: RunMetrics) -> None:
 
 def _wait_for_plan(plan: Plan, lost: list[str], launcher: Launcher, scenario: Scenario,
                    timeout_s: float) -> Optional[Plan]:
+    """A plan on the devices still there, without the lost ones; when none can run without them, one
+    that takes back lost devices which answer again (a device that blinked off the network), within
+    `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        available = [d for d in launcher.available_devices(scenario.device_names) if d not in lost]
-        new_plan = replan(plan, available, scenario)
+        there = launcher.available_devices(scenario.device_names)
+        new_plan = replan(plan, [d for d in there if d not in lost], scenario) or replan(plan, there, scenario)
         if new_plan is not None or time.monotonic() > deadline:
             return new_plan
         time.sleep(0.5)
