@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import TINY, run_cli
 from edgetrain.core.errors import PlanError
@@ -10,6 +11,7 @@ from edgetrain.core.plans import Plan
 from edgetrain.core.scenario import load_scenario
 from edgetrain.runtime.coordinator.job import Job, run_job
 from edgetrain.runtime.coordinator.launcher import LocalLauncher
+from edgetrain.runtime.training.checkpoint import load_checkpoint
 
 STEPS = 5
 
@@ -25,6 +27,36 @@ def local_losses(tmp_path_factory):
     return train("local:a", 2 * 3, tmp_path_factory.mktemp("local")).losses
 
 
+@pytest.fixture(scope="module")
+def local_state(tmp_path_factory):
+    """The one-device model and AdamW state after STEPS steps: what every plan must end with."""
+    path = str(tmp_path_factory.mktemp("local-state") / "local.pt")
+    train("local:a", STEPS, tmp_path_factory.mktemp("local-run"), checkpoint_out=path)
+    return load_checkpoint(path)
+
+
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    return float((got - want).norm() / want.norm().clamp_min(1e-30))
+
+
+def assert_same_state(path: str, reference: dict, tolerance: float = 1e-4) -> None:
+    """Weights and optimizer state (step, exp_avg, exp_avg_sq of every parameter) as on one device, each
+    tensor within `tolerance` relative error (plans agree to about 1e-6: float sums in another order).
+    Lost AdamW state on a resume, or a mis-weighted share of an uneven batch, is off by percents and
+    shows here even where the losses of a few steps hide it."""
+    got = load_checkpoint(path)
+    assert got["step"] == reference["step"]
+    assert set(got["model"]) == set(reference["model"])
+    for name, weight in reference["model"].items():
+        assert relative_error(got["model"][name], weight) <= tolerance, name
+    assert set(got["optimizer"]["state"]) == set(reference["optimizer"]["state"])
+    for name, moments in reference["optimizer"]["state"].items():
+        mine = got["optimizer"]["state"][name]
+        assert float(mine["step"]) == float(moments["step"]), name
+        for moment in ("exp_avg", "exp_avg_sq"):
+            assert relative_error(mine[moment], moments[moment]) <= tolerance, (name, moment)
+
+
 def assert_close(losses, reference):
     assert len(losses) == len(reference)
     for got, want in zip(losses, reference):
@@ -33,10 +65,12 @@ def assert_close(losses, reference):
 
 @pytest.mark.parametrize("plan", ["dp:a,b", "dp:a,b,c", "pp:a,b", "pp:a,b,c", "tp:a,b", "tp:a,b,c",
                                   "sp:a,b", "sp:a,b,c"])
-def test_every_plan_trains_exactly_like_one_device(plan, local_losses, tmp_path):
-    metrics = train(plan, STEPS, tmp_path)
+def test_every_plan_trains_exactly_like_one_device(plan, local_losses, local_state, tmp_path):
+    checkpoint = str(tmp_path / "end.pt")
+    metrics = train(plan, STEPS, tmp_path, checkpoint_out=checkpoint)
     assert_close(metrics.losses, local_losses[:STEPS])
     assert local_losses[STEPS - 1] < local_losses[0]  # it really learns
+    assert_same_state(checkpoint, local_state)
 
 
 def test_a_checkpoint_resumes_on_another_plan(local_losses, tmp_path):
@@ -159,3 +193,55 @@ def test_run_resume_goes_on_from_the_checkpoint_on_the_same_text_and_refuses_oth
                       "--data", str(other), "--run-dir", str(tmp_path / "other"))
     assert refused.returncode == 2, refused.stderr[-2000:]
     assert "was trained on other text" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.fixture(scope="module")
+def warm_launcher():
+    """Three worker daemons on loopback, their shard processes kept warm between plans (fast plan starts)."""
+    import socket
+    import threading
+    import time
+
+    from edgetrain.runtime.coordinator.remote import RemoteLauncher
+    from edgetrain.runtime.device.worker import Worker
+    token = b"matrix-test-token-0123456789abcdef"
+    workers = {}
+    for device in ("a", "b", "c"):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        workers[device] = Worker(device, ("127.0.0.1", port), token, socket_ifname="lo")
+        threading.Thread(target=workers[device].serve_forever, daemon=True).start()
+    launcher = RemoteLauncher({d: w.listen for d, w in workers.items()}, token)
+    deadline = time.monotonic() + 60
+    while len(launcher.available_devices(list(workers))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    yield launcher
+    launcher.close()
+    for worker in workers.values():
+        worker.shutdown()
+
+
+PLAN_OF_KIND = {"local": "local:b", "dp": "dp:a,b,c", "pp": "pp:c,a", "tp": "tp:a,b,c", "sp": "sp:b,c"}
+
+
+@pytest.mark.parametrize("saver", list(PLAN_OF_KIND))
+def test_a_checkpoint_of_every_kind_resumes_on_every_other_kind_as_on_one_device(saver, warm_launcher, local_losses,
+                                                                                 local_state, tmp_path):
+    """Before, only dp -> pp was tested. Three steps on `saver`, then the last two on each other kind
+    from its checkpoint: the losses and the final weights and AdamW state are the one device's."""
+    scenario = load_scenario(TINY)
+    lo = {d: "lo" for d in "abc"}
+    saved = str(tmp_path / "saved.pt")
+    first = run_job(Job(scenario=scenario, plan=Plan.parse(PLAN_OF_KIND[saver]), steps=3, run_dir=tmp_path / "save",
+                        checkpoint_out=saved, socket_ifnames=lo), warm_launcher)
+    assert_close(first.losses, local_losses[:3])
+    for resumer, plan in PLAN_OF_KIND.items():
+        if resumer == saver:
+            continue
+        end = str(tmp_path / f"{resumer}.pt")
+        second = run_job(Job(scenario=scenario, plan=Plan.parse(plan), steps=STEPS - 3, run_dir=tmp_path / resumer,
+                             resume=saved, checkpoint_out=end, socket_ifnames=lo), warm_launcher)
+        assert [s["step"] for s in second.steps] == [4, 5], resumer
+        assert_close(second.losses, local_losses[3:STEPS])
+        assert_same_state(end, local_state)
