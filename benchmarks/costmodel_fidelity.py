@@ -3,6 +3,19 @@
 energy per step. Target: mean absolute percentage error at most 15% for time and for energy on the
 default scenario. Prints JSON (per plan, per kind, overall). Needs root.
 
+What the energy comparison tests: on the testbed every device meters energy with the profile meter
+(edgetrain.runtime.device.energy: the device catalog's idle/active power and radio joules per byte
+applied to the measured wall time, CPU time and bytes), which is the same power formula
+(edgetrain.core.power.profile_energy_j) the cost model predicts with. So `energy_mape` re-tests the
+cost model's time, CPU-time and byte predictions through that formula; it never tests the power
+figures themselves, which only a hardware meter on a real device could. The JSON says so
+(`energy_meter`, `note`). measure_plans does not return the meter names the runs report, so
+`energy_meter` is read from the code (its jobs keep Job's default hardware_meter=False), not from the runs.
+
+Every device is warmed up before anything is measured: calibrate_fleet warms up first, and with
+--calibration warm_up_devices runs before measure_plans. --steps must be at least 2 (the first step of
+a plan is not measured).
+
     .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--calibration FILE] [--steps 6]
         [--devices laptop,orin-nano,xavier-nx]   # a quicker subset: the 19 plans over three devices
 """
@@ -25,6 +38,18 @@ from edgetrain.fleet.backends import open_backend
 from edgetrain.fleet.measure import calibrate_fleet, measure_plans, warm_up_devices
 
 TARGET_MAPE = 0.15
+MIN_STEPS = 2  # measure_plans drops the first step of every plan
+ENERGY_NOTE = ("The measured energy is the profile meter's: the device catalog's power figures applied to the "
+               "measured wall time, CPU time and bytes, the same formula the cost model predicts energy with, "
+               "so energy_mape re-tests the time, CPU-time and byte predictions, never the power figures.")
+
+
+def energy_meter_facts() -> dict:
+    """Which meter the measured energy comes from. measure_plans returns no RunMetrics, so not the
+    meter names the runs report: what its jobs are built with (hardware_meter off: the profile meter)."""
+    return {"name": "profile", "reported_by_runs": False,
+            "basis": "measure_plans builds its jobs without hardware_meter (Job's default: False), so every "
+                     "shard meters with the profile meter; it does not return the meter names the runs report"}
 
 
 def log(line: str) -> None:
@@ -47,6 +72,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the JSON here")
     parser.add_argument("--save-calibration", default=None, help="write the calibration the predictions came from here")
     args = parser.parse_args()
+    if args.steps < MIN_STEPS:
+        parser.error(f"--steps must be at least {MIN_STEPS}: the first step of every plan is not measured")
     scenario = load_scenario(args.scenario)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, \
@@ -71,7 +98,7 @@ def main() -> None:
 
         measure_plans(backend, scenario, plans, Path(tmp), steps=args.steps, progress=report_plan)
     report = {"scenario": scenario.name, "target_mape": TARGET_MAPE, "steps_per_plan": args.steps,
-              "plans": rows, "per_kind": {}}
+              "energy_meter": energy_meter_facts(), "note": ENERGY_NOTE, "plans": rows, "per_kind": {}}
     if args.save_calibration:
         Path(args.save_calibration).write_text(json.dumps(calibration, indent=2))
     for kind in sorted({r["kind"] for r in rows}):
