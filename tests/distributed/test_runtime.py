@@ -105,6 +105,17 @@ def test_metrics_measure_time_traffic_and_energy_per_device(tmp_path):
     assert total["time_per_sample_s"] == pytest.approx(total["time_s"] / 30)
     # The laptop idles at more watts than the Pi; over the same wall time it must spend more.
     assert metrics["devices"]["a"]["energy_j"] > metrics["devices"]["c"]["energy_j"]
+    # Each device against bounds from its catalog profile alone: at least its idle power over the wall time
+    # of its steps, at most its active power over that time plus its radio's energy for the bytes moved.
+    from edgetrain.core.catalog import get_profile
+    scenario = load_scenario(TINY)
+    for name, device in metrics["devices"].items():
+        power = get_profile(scenario.device(name).profile)
+        wall_s = sum(s["devices"][name]["interval_s"] for s in metrics["steps"])
+        radio_j = (power.radio_tx_j_per_byte.value * device["bytes_sent"]
+                   + power.radio_rx_j_per_byte.value * device["bytes_recv"])
+        assert power.idle_power_w.value * wall_s * (1 - 1e-9) <= device["energy_j"], name
+        assert device["energy_j"] <= power.active_power_w.value * wall_s + radio_j + 1e-9, name
 
 
 @pytest.mark.parametrize("args, message", [
