@@ -128,3 +128,22 @@ def test_deploy_on_a_loopback_cluster_finishes_the_job_when_a_device_leaves(clus
     losses = [s["loss"] for s in report["steps"]]
     assert losses[-1] < losses[0]  # it really trained
     assert Path(report["tensorboard"]).is_dir() and "checkpoint" in stdout
+
+    # The same samples on one device, start to end: the deployed job, across plan changes and a
+    # recovery, trained the very same model (losses of every step, final weights and AdamW state).
+    reference, reference_metrics = tmp_path / "one-device.pt", tmp_path / "one-device.json"
+    alone = run_cli("run", "--scenario", str(SCENARIO), "--plan", "local:a", "--steps", str(steps_needed),
+                    "--checkpoint", str(reference), "--checkpoint-every", "0", "--metrics-out", str(reference_metrics),
+                    "--run-dir", str(tmp_path / "one-device"), timeout=600)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    one_device = [s["loss"] for s in json.loads(reference_metrics.read_text())["steps"]]
+    assert len(one_device) == len(losses)
+    for step, (got, want) in enumerate(zip(losses, one_device), start=1):
+        assert abs(got - want) <= 1e-3 * abs(want), (step, got, want)
+    want = torch.load(reference, weights_only=True)
+    for name, weight in want["model"].items():
+        assert float((checkpoint["model"][name] - weight).norm() / weight.norm()) <= 1e-4, name
+    for name, moments in want["optimizer"]["state"].items():
+        for moment in ("exp_avg", "exp_avg_sq"):
+            mine = checkpoint["optimizer"]["state"][name][moment]
+            assert float((mine - moments[moment]).norm() / moments[moment].norm().clamp_min(1e-30)) <= 1e-4, name
