@@ -95,6 +95,45 @@ def test_every_plan_kind_trains_on_three_emulated_devices(kind, testbed, local_l
             assert device["bytes_sent"] * 8 <= limit_bps * device["time_s"] * 1.05 + 64_000, (name, step["step"])
 
 
+def test_a_device_cut_off_the_network_mid_plan_is_noticed_by_its_heartbeats(testbed, local_losses):
+    """Before, every fault test killed a process (a reset tells at once). Here c's link goes down during
+    dp, as availability and batteries take devices away: no reset reaches anyone, the other shards block
+    in gloo, and only the missing heartbeats tell. The job goes on from the checkpoint on a and b."""
+    from edgetrain.core.plans import Plan
+    from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
+    from edgetrain.core.scenario import load_scenario
+    from edgetrain.runtime.coordinator.job import Job
+    from edgetrain.runtime.coordinator.recovery import run_with_recovery
+    backend, run_dir = testbed
+    events = []
+
+    def cut(device: str) -> None:
+        events.append(("cut", time.monotonic()))
+        backend.testbed.set_online(device, False)  # the link first, then its processes: as availability does
+
+    def progress(line: str) -> None:
+        if line.startswith("lost "):
+            events.append(("noticed", time.monotonic()))
+
+    job = Job(scenario=load_scenario(TINY), plan=Plan.parse("dp:a,b,c"), steps=6, run_dir=run_dir / "cut",
+              checkpoint_out=str(run_dir / "cut" / "ckpt.pt"), checkpoint_every=2, faults={3: "c"},
+              device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
+    try:
+        metrics = run_with_recovery(job, backend.launcher, progress=progress, inject_fault=cut).to_dict()
+    finally:
+        backend.testbed.set_online("c", True)
+        backend.testbed.wait_for_workers(["c"], timeout_s=120)
+    (recovery,) = metrics["recoveries"]
+    assert recovery["devices"] == ["c"] and recovery["new_plan"] == "dp:a,b"
+    assert recovery["resumed_from_step"] == 2
+    assert [s["step"] for s in metrics["steps"]] == [1, 2, 3, 4, 5, 6]
+    assert_close([s["loss"] for s in metrics["steps"]], local_losses)
+    (cut_at,), (noticed_at,) = ([t for kind, t in events if kind == k] for k in ("cut", "noticed"))
+    # Noticed by the heartbeats' timeout, and acted on at once. Before, the coordinator then waited 10 s
+    # for the cut-off worker to confirm its shard had stopped: 15.1 s from the cut to the recovery.
+    assert HEARTBEAT_TIMEOUT_S - 1.0 <= noticed_at - cut_at <= HEARTBEAT_TIMEOUT_S + 3.0
+
+
 @pytest.mark.parametrize("kind", ["dp", "pp"])
 def test_injected_fault_recovers_from_the_checkpoint_and_keeps_the_losses(kind, tmp_path, local_losses):
     out = tmp_path / "metrics.json"

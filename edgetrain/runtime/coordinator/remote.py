@@ -81,7 +81,10 @@ class WorkerClient:
             raise ConnectionError(f"worker {self.device} refused the shard: {reply.get('reason', reply['type'])}")
 
     def stop(self) -> None:
-        if self.connected:
+        """Ask the worker to stop its shard, and wait for it to say so; but not a worker whose heartbeats
+        have stopped (cut off the network, no reset): nobody would answer, and waiting for the reply
+        delayed every recovery from such a device by the request's timeout."""
+        if self.connected and self.silent_for() <= HEARTBEAT_TIMEOUT_S:
             try:
                 self._request({"type": "stop"}, timeout_s=10.0)
             except (ConnectionError, OSError):
