@@ -312,9 +312,11 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     require_mininet()
     if args.action == "clean":
         from edgetrain.emulation.network import cleanup_leftovers
-        removed = cleanup_leftovers()
-        print("\n".join(removed) if removed else "nothing left behind")
-        return 0
+        removed, failed = cleanup_leftovers()
+        print("\n".join(f"removed {what}" for what in removed) if removed else "nothing left behind")
+        for what in failed:
+            print(f"could not remove {what}", file=sys.stderr)
+        return 1 if failed else 0
     from edgetrain.core.scenario import load_scenario
     scenario = load_scenario(args.scenario)
     if args.action == "check":

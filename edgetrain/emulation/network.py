@@ -12,7 +12,9 @@ import logging
 import os
 import re
 import secrets
+import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -178,30 +180,56 @@ class EdgeNetwork:
         self.stop()
 
 
-def _remove_cgroup(path: Path) -> None:
-    try:
-        for pid in (path / "cgroup.procs").read_text().split():
+def _remove_cgroup(path: Path, timeout_s: float = 10.0) -> Optional[str]:
+    """Kill what runs in the cgroup, wait until it has left, remove the cgroup. None when it is gone,
+    else why not. (A killed process leaves its cgroup only once it has exited: removing the cgroup at
+    once fails with EBUSY, which a first version took for success.)"""
+    deadline = time.monotonic() + timeout_s
+    why = "its processes did not exit"
+    while True:
+        try:
+            pids = [int(pid) for pid in (path / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"its processes cannot be read ({exc.strerror})"
+        for pid in pids:
             try:
-                os.kill(int(pid), 9)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        path.rmdir()
-    except OSError:
-        pass
+        if not pids:
+            try:
+                path.rmdir()
+                return None
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                why = exc.strerror
+        if time.monotonic() > deadline:
+            return f"still in use after {timeout_s:.0f} s ({why}; processes {', '.join(map(str, pids)) or 'none'})"
+        time.sleep(0.05)
 
 
-def cleanup_leftovers() -> list[str]:
-    """Remove interfaces, bridges and cgroups a crashed edgetrain network left behind (ours only)."""
-    removed = []
+def cleanup_leftovers() -> tuple[list[str], list[str]]:
+    """Remove interfaces, bridges and cgroups a crashed edgetrain network left behind (ours only).
+    Returns what was removed and, truthfully, what could not be, with why."""
+    removed, failed = [], []
     for intf in sorted(os.listdir("/sys/class/net")):
         if PREFIX_PATTERN.match(intf):
-            subprocess.run(["ip", "link", "del", intf], capture_output=True)
-            removed.append(f"interface {intf}")
+            result = subprocess.run(["ip", "link", "del", intf], capture_output=True, text=True)
+            if result.returncode == 0 or not Path("/sys/class/net", intf).exists():
+                removed.append(f"interface {intf}")
+            else:
+                failed.append(f"interface {intf}: {result.stderr.strip() or 'ip link del failed'}")
     for controller in CGROUP_CONTROLLERS:
         root = Path("/sys/fs/cgroup") / controller
         if root.is_dir():
             for group in sorted(root.iterdir()):
                 if group.is_dir() and PREFIX_PATTERN.match(group.name):
-                    _remove_cgroup(group)
-                    removed.append(f"cgroup {controller}:/{group.name}")
-    return removed
+                    why = _remove_cgroup(group)
+                    if why is None:
+                        removed.append(f"cgroup {controller}:/{group.name}")
+                    else:
+                        failed.append(f"cgroup {controller}:/{group.name}: {why}")
+    return removed, failed
