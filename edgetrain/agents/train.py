@@ -10,6 +10,7 @@ and `policy.onnx` (for devices without stable-baselines3: `edgetrain.agents.onnx
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 class TrainConfig:
     """Every hyperparameter of `edgetrain train`; each is a flag of the command."""
 
-    timesteps: int = 50_000
+    timesteps: int = 60_000
     """Environment steps (decisions) to train for."""
     seed: int = 0
     n_envs: int = 4
@@ -69,6 +70,11 @@ class TrainConfig:
     """Smaller than on the simulator: a few noisy live rollouts must not undo what the simulator taught."""
     time_scale: float = 1.0
     """Online: scenario seconds per real second for the testbed's availability traces."""
+
+
+def _say(line: str) -> None:
+    """Progress of the parts SB3's bar does not cover (imitation, the live testbed), on stderr."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def run_name(scenario: str, algo: str, seed: int) -> str:
@@ -139,7 +145,7 @@ def train(scenario: str | None, calibration, out: str, config: TrainConfig, logd
         clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
         policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=logdir)
     if config.imitate_steps > 0:
-        imitation = imitate_greedy(model, scenario_obj, calibration, config)
+        imitation = imitate_greedy(model, scenario_obj, calibration, config, progress=_say)
         (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
     name = run_name(scenario_obj.name, "maskableppo", config.seed)
     checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
@@ -154,7 +160,8 @@ def train(scenario: str | None, calibration, out: str, config: TrainConfig, logd
     return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
 
 
-def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfig) -> dict:
+def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfig,
+                   progress=lambda line: None) -> dict:
     """Behaviour cloning of the greedy planner as a warm start. PPO from scratch tends to settle on one
     device alone: choosing a good multi-device plan takes a kind and several device bits at once, which
     random exploration rarely finds. Here the actor learns the greedy planner's actions (maximum
@@ -167,6 +174,7 @@ def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfi
     teacher = make_greedy(config.seed)
     observations, masks, actions, returns = [], [], [], []
     episode = 0
+    progress(f"imitating the greedy planner: collecting {config.imitate_steps} simulated decisions")
     while len(observations) < config.imitate_steps:
         obs, _ = env.reset(seed=config.seed * 100_003 + episode)
         episode += 1
@@ -192,7 +200,11 @@ def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfi
     ret_t = torch.as_tensor(np.array(returns), dtype=torch.float32)
     generator = torch.Generator().manual_seed(config.seed)
     policy.set_training_mode(True)
-    for _ in range(config.imitate_epochs):
+    progress(f"imitating the greedy planner: {len(observations)} decisions of {episode} jobs collected; "
+             f"{config.imitate_epochs} epochs of behaviour cloning")
+    for epoch in range(config.imitate_epochs):
+        if epoch and epoch % 5 == 0:
+            progress(f"imitating the greedy planner: epoch {epoch}/{config.imitate_epochs}")
         for batch in torch.randperm(len(obs_t), generator=generator).split(config.batch_size):
             values, log_prob, _ = policy.evaluate_actions(obs_t[batch], act_t[batch], action_masks=mask_t[batch])
             loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), ret_t[batch])
@@ -213,11 +225,9 @@ def fine_tune_online(model: MaskablePPO, scenario, calibration, config: TrainCon
                      progress_bar: bool) -> MaskablePPO:
     """Go on learning on the live testbed: the same policy, one live environment, short rollouts. Every
     decision trains the scenario's model for real, so the rewards are measured, not predicted."""
-    import sys
     live = DummyVecEnv([lambda: EdgeTrainEnv(scenario=scenario, calibration=calibration, backend="mininet",
                                              decision_steps=config.decision_steps, time_scale=config.time_scale,
-                                             progress=lambda line: print(f"   {line}", file=sys.stderr, flush=True)
-                                             if not progress_bar else None)])
+                                             progress=lambda line: _say(f"   {line}"))])
     live.seed(config.seed)
     n_steps = min(config.online_n_steps, config.online_steps)
     online = MaskablePPO(

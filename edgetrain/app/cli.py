@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "(default: the one shipped with the scenario)")
     train.add_argument("--out", required=True, help="folder for policy.zip, policy.onnx and checkpoints")
     train.add_argument("--logdir", default="training_logs", help="TensorBoard runs (default: training_logs)")
-    train.add_argument("--timesteps", type=int, default=50_000, help="environment steps (default: 50000)")
+    train.add_argument("--timesteps", type=int, default=60_000, help="environment steps (default: 60000)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--n-envs", type=int, default=4, help="parallel simulator environments (default: 4)")
     train.add_argument("--subproc", action="store_true", help="step the environments in subprocesses")
@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="a policy against the baselines, on the same seeded traces")
     evaluate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
-    evaluate.add_argument("--policy", default=None, help="policy.zip from `edgetrain train` (baselines only without)")
+    evaluate.add_argument("--policy", default=None, help="policy.zip or policy.onnx from `edgetrain train` (baselines only without)")
     evaluate.add_argument("--calibration", "--profile", default=None, help="calibration of the simulator (default: the shipped one)")
     evaluate.add_argument("--episodes", type=int, default=10)
     evaluate.add_argument("--seed", type=int, default=1000, help="seed of the first episode's traces")
