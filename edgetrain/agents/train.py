@@ -128,8 +128,9 @@ class HParamCallback(BaseCallback):
 
 
 def train(scenario: str | None, calibration, out: str, config: TrainConfig, logdir: str = "training_logs",
-          progress_bar: bool = True) -> tuple[Path, Path, Path]:
-    """Train and save; returns the paths of policy.zip, policy.onnx and the TensorBoard run."""
+          progress_bar: bool = True, on_online_start=lambda: None) -> tuple[Path, Path, Path]:
+    """Train and save; returns the paths of policy.zip, policy.onnx and the TensorBoard run.
+    `on_online_start` is called when the simulator part is done and online fine-tuning begins."""
     # The policy is a small MLP: one thread is fastest, and leaves the other cores to the testbed.
     torch.set_num_threads(1)
     scenario_obj = load_scenario(scenario)
@@ -154,6 +155,9 @@ def train(scenario: str | None, calibration, out: str, config: TrainConfig, logd
                 callback=CallbackList([SchedCallback(), HParamCallback(config), checkpoints]))
     env.close()
     if config.online_steps > 0:
+        on_online_start()
+        _say(f"fine-tuning online: {config.online_steps} decisions on the live testbed, each training the model "
+             "for real")
         model = fine_tune_online(model, scenario_obj, calibration, config, name, out_dir, progress_bar)
     zip_path = out_dir / "policy.zip"
     model.save(zip_path)

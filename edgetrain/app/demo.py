@@ -50,13 +50,14 @@ def main() -> int:
     (out / "calibration.json").write_text(json.dumps(calibration, indent=2))
 
     online = ONLINE_STEPS if live else 0
-    say(f"== 2/5 training a policy: MaskablePPO, {TIMESTEPS} simulator steps"
-        + (f"; 3/5 then {online} decisions of online fine-tuning on the live testbed" if online else ""))
+    say(f"== 2/5 training a policy: MaskablePPO, {TIMESTEPS} simulator steps")
     if not online:
         say("   (3/5 online fine-tuning skipped: the live testbed needs root)")
     from edgetrain.agents.train import TrainConfig, train
     zip_path, onnx_path, run = train(None, calibration, str(out / "policy"),
-                                     TrainConfig(timesteps=TIMESTEPS, online_steps=online))
+                                     TrainConfig(timesteps=TIMESTEPS, online_steps=online),
+                                     on_online_start=lambda: say(f"== 3/5 fine-tuning the policy online: {online} "
+                                                                 "decisions on the live testbed"))
 
     say(f"== 4/5 evaluating the policy against the baselines ({EPISODES} episodes each, simulator)")
     from edgetrain.agents.evaluate import evaluate, plot_learning_curve, plot_tradeoff, table, write
