@@ -26,6 +26,11 @@ EPISODES = 10
 # Availability runs this much faster than real time while deploying, so that a few minutes of training
 # see devices come and go.
 DEPLOY_TIME_SCALE = 4.0
+# The deployment's seed fixes the testbed's availability traces. With seed 3, smart-home's laptop (in the
+# cheapest plan) leaves at 274 s of scenario time and returns at 409 s, leaves again at 582 s and returns
+# at 615 s; the phone comes and goes too: at 4x, within the first three minutes of the deployment, so the
+# policy must recover and replan. (Seed 0 moved the laptop only once, at the very end.)
+DEPLOY_SEED = 3
 
 
 def say(line: str) -> None:
@@ -77,7 +82,7 @@ def main() -> int:
         from edgetrain.agents.deploy import deploy
         try:
             deployed = deploy(str(zip_path), scenario, calibration, out / "deploy", backend="mininet",
-                              time_scale=DEPLOY_TIME_SCALE, progress=say)
+                              time_scale=DEPLOY_TIME_SCALE, seed=DEPLOY_SEED, progress=say)
         except (UserError, RunError) as exc:
             say(f"   deployment failed: {exc}")
     else:

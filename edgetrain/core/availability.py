@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetrain.core.config import Availability
+from edgetrain.core.config import Availability, Scenario
 from edgetrain.core.errors import ScenarioError
 
 Intervals = list[tuple[float, float]]
@@ -70,3 +70,17 @@ def transitions(intervals: Intervals) -> list[tuple[float, bool]]:
         changes.append((start, True))
         changes.append((end, False))
     return changes
+
+
+def availability_events(scenario: Scenario, seed: int, horizon_s: float) -> list[tuple[float, str, bool]]:
+    """(time, device, online) of every change a testbed seeded with `seed` plays within the horizon, in
+    order; a device that starts offline has a (0, device, False) event."""
+    rng = np.random.default_rng(seed)
+    base = Path(scenario.source).parent if scenario.source else Path(".")
+    events = []
+    for device in scenario.devices:
+        trace = sample_trace(device.availability, horizon_s, rng, base)
+        if not trace or trace[0][0] > 0:
+            events.append((0.0, device.name, False))
+        events += [(t, device.name, online) for t, online in transitions(trace) if t < horizon_s]
+    return sorted(events, key=lambda e: e[0])

@@ -16,9 +16,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
-from edgetrain.core.availability import sample_trace, transitions
+from edgetrain.core.availability import availability_events
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.power import profile_energy_j
@@ -187,15 +186,7 @@ class Testbed:
         return (time.monotonic() - self.started_at) * self.time_scale
 
     def _follow_availability(self) -> None:
-        rng = np.random.default_rng(self.seed)
-        base = Path(self.scenario.source).parent if self.scenario.source else Path(".")
-        events = []
-        for device in self.scenario.devices:
-            trace = sample_trace(device.availability, TRACE_HORIZON_S, rng, base)
-            if not trace or trace[0][0] > 0:
-                events.append((0.0, device.name, False))
-            events += [(t, device.name, online) for t, online in transitions(trace) if t < TRACE_HORIZON_S]
-        for t, device, online in sorted(events, key=lambda e: e[0]):
+        for t, device, online in availability_events(self.scenario, self.seed, TRACE_HORIZON_S):
             while not self._stop.is_set() and self.scenario_time() < t:
                 self._stop.wait(min(0.2, (t - self.scenario_time()) / self.time_scale + 0.001))
             if self._stop.is_set():
