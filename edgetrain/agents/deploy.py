@@ -94,6 +94,7 @@ def _report(scenario, policy, backend, target, decision_steps, run_dir, decision
             wall_s, checkpoint, completed) -> dict:
     """The deployment's report; its totals are the env's job totals (`JobTotals`), priced once."""
     job = job or JobTotals()
+    per_sample = job.per_sample()
     return {
         "scenario": scenario.name, "policy": str(policy), "backend": backend, "target_samples": target,
         "completed": completed, "decision_steps": decision_steps,
@@ -101,9 +102,9 @@ def _report(scenario, policy, backend, target, decision_steps, run_dir, decision
         "decisions": decisions, "steps": steps, "recoveries": recoveries,
         "total": {"samples": job.samples, "steps": len(steps), "lost_steps": job.lost_steps,
                   "energy_j": job.energy_j, "time_s": job.time_s, "wall_s": wall_s, "zeus_cost": job.zeus_cost,
-                  "zeus_cost_per_sample": job.per_sample()["zeus_cost"],
-                  "energy_per_sample_j": job.per_sample()["energy_per_sample_j"],
-                  "time_per_sample_s": job.per_sample()["time_per_sample_s"],
+                  "zeus_cost_per_sample": per_sample["zeus_cost"],
+                  "energy_per_sample_j": per_sample["energy_per_sample_j"],
+                  "time_per_sample_s": per_sample["time_per_sample_s"],
                   "final_loss": steps[-1]["loss"] if steps else None,
                   "plans_used": sorted({p for d in decisions for p in d["ran"]})},
     }

@@ -1,6 +1,10 @@
 """Real training: one OS process per device, joined by torch.distributed over gloo."""
 
+import contextlib
 import json
+import socket
+import threading
+import time
 
 import pytest
 import torch
@@ -141,16 +145,12 @@ def test_a_model_too_big_for_a_device_is_refused(tmp_path):
         check_plan(Plan.parse("dp:a,c"), load_scenario(str(big)))
 
 
-def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_losses, tmp_path):
-    """Three workers on loopback run dp, then pp from its checkpoint, in the same warm processes: the
-    second plan imports nothing, and training goes on exactly as on one device."""
-    import socket
-    import threading
-    import time
-
+@contextlib.contextmanager
+def loopback_workers(token: bytes):
+    """Three worker daemons (a, b, c) on loopback in this process, their shard processes kept warm
+    between plans; yields the workers and a launcher connected to all three."""
     from edgetrain.runtime.coordinator.remote import RemoteLauncher
     from edgetrain.runtime.device.worker import Worker
-    token = b"reuse-test-token-0123456789abcdef"
     workers = {}
     for device in ("a", "b", "c"):
         with socket.socket() as s:
@@ -163,6 +163,17 @@ def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_loss
         deadline = time.monotonic() + 60
         while len(launcher.available_devices(list(workers))) < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
+        yield workers, launcher
+    finally:
+        launcher.close()
+        for worker in workers.values():
+            worker.shutdown()
+
+
+def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_losses, tmp_path):
+    """Three workers on loopback run dp, then pp from its checkpoint, in the same warm processes: the
+    second plan imports nothing, and training goes on exactly as on one device."""
+    with loopback_workers(b"reuse-test-token-0123456789abcdef") as (workers, launcher):
         checkpoint = str(tmp_path / "ckpt.pt")
         scenario = load_scenario(TINY)
         first = run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b,c"), steps=3, run_dir=tmp_path / "one",
@@ -181,10 +192,6 @@ def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_loss
         reused = sum(w._spare.pid == warm[d] for d, w in workers.items())
         assert reused >= 2, f"only {reused} of 3 warm processes were reused"
         assert_close(first.losses + second.losses, local_losses)
-    finally:
-        launcher.close()
-        for worker in workers.values():
-            worker.shutdown()
 
 
 def test_run_resume_goes_on_from_the_checkpoint_on_the_same_text_and_refuses_other_text(tmp_path):
@@ -208,29 +215,8 @@ def test_run_resume_goes_on_from_the_checkpoint_on_the_same_text_and_refuses_oth
 
 @pytest.fixture(scope="module")
 def warm_launcher():
-    """Three worker daemons on loopback, their shard processes kept warm between plans (fast plan starts)."""
-    import socket
-    import threading
-    import time
-
-    from edgetrain.runtime.coordinator.remote import RemoteLauncher
-    from edgetrain.runtime.device.worker import Worker
-    token = b"matrix-test-token-0123456789abcdef"
-    workers = {}
-    for device in ("a", "b", "c"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        workers[device] = Worker(device, ("127.0.0.1", port), token, socket_ifname="lo")
-        threading.Thread(target=workers[device].serve_forever, daemon=True).start()
-    launcher = RemoteLauncher({d: w.listen for d, w in workers.items()}, token)
-    deadline = time.monotonic() + 60
-    while len(launcher.available_devices(list(workers))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    yield launcher
-    launcher.close()
-    for worker in workers.values():
-        worker.shutdown()
+    with loopback_workers(b"matrix-test-token-0123456789abcdef") as (_, launcher):
+        yield launcher
 
 
 PLAN_OF_KIND = {"local": "local:b", "dp": "dp:a,b,c", "pp": "pp:c,a", "tp": "tp:a,b,c", "sp": "sp:b,c"}

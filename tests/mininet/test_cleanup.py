@@ -10,19 +10,10 @@ import sys
 import time
 
 import psutil
-import pytest
 
 from conftest import REPO, TINY
 
 PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mininet_available():
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("mininet tests cannot run under CI without root")
-        pytest.skip("needs root (Mininet creates namespaces, links and cgroups)")
 
 
 def leftovers() -> list[str]:

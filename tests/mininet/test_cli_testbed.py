@@ -2,19 +2,8 @@
 fine-tuning (`train --online-steps`)."""
 
 import json
-import os
-
-import pytest
 
 from conftest import TINY, TINY_CALIBRATION, run_cli
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mininet_available():
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("mininet tests cannot run under CI without root")
-        pytest.skip("needs root (Mininet creates namespaces, links and cgroups)")
 
 
 def test_emulate_check_measures_every_link_and_cpu_share_against_the_scenario(tmp_path):

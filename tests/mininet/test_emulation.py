@@ -12,25 +12,6 @@ import pytest
 from conftest import TINY, run_cli
 
 
-def _skip_reason():
-    if os.geteuid() != 0:
-        return "needs root (Mininet creates namespaces, links and cgroups)"
-    try:
-        import mininet  # noqa: F401
-    except ImportError:
-        return "Mininet is not importable (run `make setup`)"
-    return None
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mininet_available():
-    reason = _skip_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"mininet tests cannot run under CI: {reason}")
-        pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def local_losses(tmp_path_factory):
     from edgetrain.core.plans import Plan

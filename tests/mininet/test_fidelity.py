@@ -2,18 +2,6 @@
 on a quiet machine: test_emulation's shared testbed (three workers with warm shards) is down by then.
 Its figures are timing measurements, and this VM's speed drifts (10-25% between runs)."""
 
-import os
-
-import pytest
-
-
-@pytest.fixture(scope="module", autouse=True)
-def mininet_available():
-    if os.geteuid() != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail("mininet tests cannot run under CI without root")
-        pytest.skip("needs root (Mininet creates namespaces, links and cgroups)")
-
 
 def test_the_simulator_predicts_live_steps_within_the_fidelity_target(tmp_path):
     """The cost model, calibrated on two smart-home devices measured on the testbed, against real steps

@@ -76,6 +76,17 @@ def test_a_fake_worker_that_does_not_know_the_token_is_refused_by_the_client():
     server.close()
 
 
+def assert_still_serving(worker) -> None:
+    """An authenticated status request is answered with the worker's state."""
+    channel, _ = connect(worker.listen, TOKEN)
+    channel.send({"type": "status"})
+    reply = channel.receive()
+    while reply["type"] != "state":  # heartbeats may come first
+        reply = channel.receive()
+    assert reply["state"]["device"] == "dev0"
+    channel.close()
+
+
 def _until_hung_up(channel, deadline_s: float = 5.0) -> list[dict]:
     """Read until the worker hangs up; the messages it sent first (heartbeats, a refusal). A worker that
     hangs instead of hanging up fails here: a timeout is not a refusal."""
@@ -155,13 +166,7 @@ def test_fuzz_after_authentication_refuses_or_hangs_up_and_the_worker_keeps_serv
             channel.close()
     assert outcomes["refused"] > 0 and outcomes["hung up"] > 0
     assert sum(outcomes.values()) == 300
-    channel, _ = connect(worker.listen, TOKEN)
-    channel.send({"type": "status"})
-    reply = channel.receive()
-    while reply["type"] != "state":
-        reply = channel.receive()
-    assert reply["state"]["device"] == "dev0"
-    channel.close()
+    assert_still_serving(worker)
 
 
 def _garbage_frames(rng: random.Random, count: int):
@@ -200,10 +205,4 @@ def test_fuzz_ten_thousand_random_and_truncated_frames_and_the_worker_keeps_serv
             except OSError as exc:  # already closed or reset by the worker: exactly right
                 assert exc.errno in HUNG_UP, exc
     assert delivered == 10_000
-    channel, device = connect(worker.listen, TOKEN)
-    channel.send({"type": "status"})
-    reply = channel.receive()
-    while reply["type"] != "state":
-        reply = channel.receive()
-    assert reply["state"]["device"] == "dev0"
-    channel.close()
+    assert_still_serving(worker)
