@@ -44,15 +44,17 @@ def calibrate_fleet(backend: Backend, scenario: Scenario, run_dir: Path,
 class PlanMeasurement:
     plan: Plan
     time_s: float
-    """Median step time (the slowest device's), first step excluded."""
+    """Mean step time (the slowest device's), first step excluded."""
     energy_j: float
-    """Median step energy of all devices together, first step excluded."""
+    """Mean step energy of all devices together, first step excluded."""
 
 
 def measure_plans(backend: Backend, scenario: Scenario, plans: Iterable[Plan], run_dir: Path, steps: int = 6,
                   progress: Callable[[PlanMeasurement], None] = lambda measured: None) -> list[PlanMeasurement]:
-    """Train each plan for `steps` steps for real and take the median of every step but the first
-    (which pays for starting the plan). Warm the devices up first (`warm_up_devices`)."""
+    """Train each plan for `steps` steps for real and take the mean of every step but the first (which
+    pays for starting the plan): the mean, not the median, because a job's time and energy per sample
+    are means, and under a CPU quota the steps that find the quota spent are part of the cost (the
+    median drops them). Warm the devices up first (`warm_up_devices`)."""
     if steps < 2:
         raise ValueError("measuring a plan needs at least 2 steps (the first is not timed)")
     results = []
@@ -60,8 +62,8 @@ def measure_plans(backend: Backend, scenario: Scenario, plans: Iterable[Plan], r
         job = Job(scenario=scenario, plan=plan, steps=steps, run_dir=run_dir / f"plan{index}",
                   device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
         timed = run_job(job, backend.launcher).steps[1:]
-        measured = PlanMeasurement(plan, statistics.median(s["time_s"] for s in timed),
-                                   statistics.median(s["energy_j"] for s in timed))
+        measured = PlanMeasurement(plan, statistics.fmean(s["time_s"] for s in timed),
+                                   statistics.fmean(s["energy_j"] for s in timed))
         progress(measured)
         results.append(measured)
     return results
