@@ -33,9 +33,12 @@ mininet-link: venv system-packages
 	[ -e "$$site/mininet" ] || ln -sfn $(MININET_SRC) "$$site/mininet"
 
 # The import contract (.importlinter) first: a layer that imports upward fails the build.
+# The live-step fidelity test first, alone, on a quiet machine: it compares timings, and on this 2-core
+# VM it missed its 15% target after the rest of the suite had run while passing alone.
 test: setup
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests/mininet/test_fidelity.py
+	$(PY) -m pytest -q --ignore=tests/mininet/test_fidelity.py
 
 # This process only: tests/unit (no training processes, no Mininet).
 test-fast: setup
