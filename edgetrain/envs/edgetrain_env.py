@@ -199,6 +199,8 @@ class EdgeTrainEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """Allowed kinds (some subset of the available devices can run them), then per slot: leaving the
         device out (always allowed) and taking it (only when it is available)."""
+        if self.state is None:  # the masks depend on who is online, which reset() samples
+            raise gym.error.ResetNeeded("call reset() before action_masks(): the masks depend on the devices online")
         available = self.state.world.available
         mask = np.zeros(KINDS + 2 * MAX_DEVICES, dtype=bool)
         mask[:KINDS] = self.fleet.feasible_kinds(available)

@@ -45,6 +45,14 @@ def test_the_documented_ways_to_get_the_masks_of_a_made_env():
     np.testing.assert_array_equal(env.get_wrapper_attr("action_masks")(), mask)
 
 
+def test_masks_before_reset_are_refused_with_a_sentence():
+    """The README's snippet once asked for masks before reset(): an AttributeError on None, not a reason."""
+    import pytest
+    env = _make()
+    with pytest.raises(gym.error.ResetNeeded, match="call reset"):
+        env.unwrapped.action_masks()
+
+
 def test_sb3_vec_env_of_gym_make_gives_maskable_ppo_the_env_masks():
     vec_env = DummyVecEnv([_make])
     vec_env.reset()
