@@ -2,15 +2,28 @@
 They see the env only through its planning API (available devices, candidate plans, predictions)
 and price plans with the env's one objective (`env.objective.zeus_cost`).
 
+Rules a person could run by hand:
 - random: a random valid plan (from the action masks).
 - all_dp: every available device, data parallel.
 - fastest_single: the fastest available device alone.
 - greedy: at every decision the plan with the lowest predicted Zeus cost per sample on the devices
   available now, from the cost model (what a static auto-parallel planner does).
-- oracle: clairvoyant, for evaluation only: it knows the whole availability trace and, at every
-  decision, picks the plan that costs least per sample if kept until the job ends or one of its devices
-  leaves (switch, lost work and recovery included). Judging a plan over its whole lifetime, not one
-  interval, lets it pay a switch that pays back later. It is clairvoyant, not provably optimal.
+- heuristic: the strongest simple rule we can write, greedy tuned with what the scenario says about
+  its devices (no clairvoyance): a plan's price includes its risk (each Markov member's leave rate,
+  1 / mean_up_s, times what a loss costs: half a checkpoint interval of work, the heartbeat timeout and
+  a restart); a battery device below a reserve (30%) is left out while others can train; and the
+  current plan is kept unless switching pays back (the gain per sample over the samples the new plan
+  is expected to train before a member leaves exceeds the switch's cost).
+
+Clairvoyant references, for evaluation only (they know the episode's whole availability trace):
+- clairvoyant: plans the whole job. At every decision it tries each of the best few candidate plans
+  (and keeping the current one) for the next interval, then each of two base policies to the end of
+  the job (greedy; sticky greedy, which keeps a plan while its devices are there), on the true trace,
+  noise-free, and takes the plan whose job costs least per sample (Bertsekas' rollout algorithm: without
+  noise it is never worse than its base policies, greedy included).
+- lifetime_oracle: judges one plan at a time: picks the plan that costs least per sample if kept until
+  the job ends or one of its devices leaves (switch, lost work and recovery included). It does not
+  plan the job (it was called `oracle` before).
 """
 
 from __future__ import annotations
@@ -19,9 +32,10 @@ from typing import Callable
 
 import numpy as np
 
+from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.actions import action_for, random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
-from edgetrain.envs.state import ResolvedPlan
+from edgetrain.envs.state import EpisodeState, ResolvedPlan
 
 Policy = Callable[[EdgeTrainEnv, np.ndarray], np.ndarray]
 
@@ -56,18 +70,109 @@ def predicted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> floa
     return env.objective.zeus_cost(prediction.total_energy_j, prediction.step_time_s) / env.batch
 
 
+def cheapest_plan(env: EdgeTrainEnv, available: int, cache: dict) -> ResolvedPlan:
+    """Greedy's choice on an available set; it depends only on the fleet and the set (cached)."""
+    key = (env.names, available)
+    if key not in cache:
+        cache[key] = min(env.fleet.candidates(available), key=lambda c: predicted_cost_per_sample(env, c))
+    return cache[key]
+
+
 def make_greedy(seed: int = 0) -> Policy:
-    """The cheapest predicted plan depends only on the fleet and which of its devices are available:
-    remembered per (fleet, available set)."""
     best: dict[tuple, ResolvedPlan] = {}
 
     def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
-        key = (env.names, env.state.world.available)
-        if not key[1]:
+        available = env.state.world.available
+        return env.action_for(cheapest_plan(env, available, best)) if available else NO_DEVICE
+
+    return act
+
+
+# --- the tuned heuristic ------------------------------------------------------------------------------------
+BATTERY_RESERVE = 0.30
+"""A battery device below this charge is left out while other devices can train (it would spend what is
+left, then leave mid-interval at the 10% cutoff)."""
+
+
+def leave_rate_per_s(env: EdgeTrainEnv, slot: int) -> float:
+    """How often a device is expected to leave, from its scenario's availability (no clairvoyance)."""
+    availability = env.fleet.scenario.devices[slot].availability
+    return 1.0 / availability.mean_up_s if availability.kind == "markov" else 0.0
+
+
+def risk_adjusted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:
+    """Predicted cost per sample plus the expected cost of losing a member: the plan's leave rate times
+    what a loss costs (half a checkpoint interval of work redone, the heartbeat timeout and a restart
+    with the members idle)."""
+    prediction = resolved.prediction
+    rate = sum(leave_rate_per_s(env, i) for i in resolved.slots)
+    lost_s = env.rules.checkpoint_every / 2 * prediction.step_time_s
+    stall_s = HEARTBEAT_TIMEOUT_S + env.rules.switch_s
+    loss_cost = env.objective.zeus_cost(lost_s / prediction.step_time_s * prediction.total_energy_j
+                                        + stall_s * resolved.idle_w, lost_s + stall_s)
+    per_second = env.objective.zeus_cost(prediction.total_energy_j, prediction.step_time_s) / prediction.step_time_s
+    return (per_second + rate * loss_cost) * prediction.step_time_s / env.batch
+
+
+def make_heuristic(seed: int = 0, reserve: float = BATTERY_RESERVE) -> Policy:
+    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+        world = env.state.world
+        if not world.available:
             return NO_DEVICE
-        if key not in best:
-            best[key] = min(env.candidate_plans(), key=lambda c: predicted_cost_per_sample(env, c))
-        return env.action_for(best[key])
+        low = sum(1 << i for i in range(env.n)
+                  if env.fleet.battery_j[i] is not None and world.battery[i] < reserve)
+        usable = world.available & ~low or world.available
+        best = min(env.fleet.candidates(usable), key=lambda c: risk_adjusted_cost_per_sample(env, c))
+        current = env.state.plan
+        if current is not None and current.plan != best.plan \
+                and all(usable >> i & 1 for i in current.slots):
+            gain = risk_adjusted_cost_per_sample(env, current) - risk_adjusted_cost_per_sample(env, best)
+            rate = sum(leave_rate_per_s(env, i) for i in best.slots)
+            expected_s = 1.0 / rate if rate else float("inf")
+            samples = min(env.target - env.state.samples, expected_s / best.prediction.step_time_s * env.batch)
+            switch_cost = env.objective.zeus_cost(env.rules.switch_s * best.idle_w, env.rules.switch_s)
+            if gain * samples <= switch_cost:
+                best = current
+        return env.action_for(best)
+
+    return act
+
+
+# --- clairvoyant references (evaluation only) ---------------------------------------------------------------
+def make_clairvoyant(seed: int = 0, width: int = 6) -> Policy:
+    """Rollout over the true trace: the best `width` candidates by predicted cost, and keeping the current
+    plan, each tried for one interval and followed to the end of the job by each base policy (greedy;
+    and sticky greedy, which keeps a plan while all its devices are there); the cheapest job wins."""
+    best: dict[tuple, ResolvedPlan] = {}
+
+    def greedy(state: EpisodeState, env: EdgeTrainEnv) -> ResolvedPlan:
+        return cheapest_plan(env, state.world.available, best)
+
+    def sticky(state: EpisodeState, env: EdgeTrainEnv) -> ResolvedPlan:
+        if state.plan is not None and all(state.world.available >> i & 1 for i in state.plan.slots):
+            return state.plan
+        return greedy(state, env)
+
+    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+        available = env.state.world.available
+        if not available:
+            return NO_DEVICE
+        candidates = sorted(env.candidate_plans(), key=lambda c: predicted_cost_per_sample(env, c))[:width]
+        current = env.state.plan
+        if current is not None and current.plan not in {c.plan for c in candidates} \
+                and all(available >> i & 1 for i in current.slots):
+            candidates.append(current)
+        done = env.state.totals
+
+        def job_cost_per_sample(candidate: ResolvedPlan) -> float:
+            costs = []
+            for base in (greedy, sticky):
+                cost, samples = env.what_if(candidate, lambda state: base(state, env))
+                total = done.samples + samples
+                costs.append((done.zeus_cost + cost) / total if total else float("inf"))
+            return min(costs)
+
+        return env.action_for(min(candidates, key=job_cost_per_sample))
 
     return act
 
@@ -81,7 +186,7 @@ def lifetime_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float
     return cost / outcome["samples"] if outcome["samples"] else float("inf")
 
 
-def oracle(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+def lifetime_oracle(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
     if not env.state.world.available:
         return NO_DEVICE
     return env.action_for(min(env.candidate_plans(), key=lambda c: lifetime_cost_per_sample(env, c)))
@@ -93,5 +198,9 @@ BASELINES: dict[str, Callable[[int], Policy]] = {
     "all_dp": lambda seed: all_dp,
     "fastest_single": lambda seed: fastest_single,
     "greedy": make_greedy,
-    "oracle": lambda seed: oracle,
+    "heuristic": make_heuristic,
+    "lifetime_oracle": lambda seed: lifetime_oracle,
+    "clairvoyant": make_clairvoyant,
 }
+CLAIRVOYANT = ("lifetime_oracle", "clairvoyant")
+"""The references that know the future: for evaluation only, never deployable."""

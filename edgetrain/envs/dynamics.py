@@ -212,8 +212,17 @@ class SimDynamics(Dynamics):
     def stalled(self, world: World) -> bool:
         return world.available == 0  # it already waited for the next device to return: there is none
 
-    def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator) -> IntervalOutcome:
-        noise = self.rules.noise
+    def snapshot(self) -> tuple:
+        """What `run` changes besides the state it returns (which devices ran flat), for a clairvoyant
+        planner that tries futures and must leave this one as it found it."""
+        return tuple(self.flat)
+
+    def restore(self, snapshot: tuple) -> None:
+        self.flat = list(snapshot)
+
+    def run(self, resolved: ResolvedPlan, state: EpisodeState, rng: np.random.Generator | None) -> IntervalOutcome:
+        """One interval, with the scenario's noise drawn from `rng` (none when `rng` is None)."""
+        noise = self.rules.noise if rng is not None else 0.0
         noise_t = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
         noise_e = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
         p = self.predict(resolved, state, self.rules.decision_steps, noise_t, noise_e)

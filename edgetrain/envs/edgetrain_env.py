@@ -115,7 +115,7 @@ class EdgeTrainEnv(gym.Env):
         self.batch = self.scenario.model.batch_size
         self.target = self.scenario.objective.target_samples
         self.interval_samples = decision_steps * self.batch
-        rules = JobRules(decision_steps, self.batch, self.target, checkpoint_every, switch_s, noise)
+        self.rules = rules = JobRules(decision_steps, self.batch, self.target, checkpoint_every, switch_s, noise)
         if backend == "sim":
             self.dynamics: Dynamics = SimDynamics(rules)
         else:
@@ -267,6 +267,32 @@ class EdgeTrainEnv(gym.Env):
 
     def action_for(self, resolved: ResolvedPlan) -> np.ndarray:
         return action_for(resolved.plan.kind, resolved.slots)
+
+    def what_if(self, first: ResolvedPlan, then: Callable[[EpisodeState], ResolvedPlan],
+                max_decisions: int = 100_000) -> tuple[float, int]:
+        """Clairvoyance, for reference planners only: the Zeus cost and the samples of finishing the job
+        from this decision if `first` runs now and `then(state)` picks every later plan, on the episode's
+        true availability trace, noise-free, as `step` would play it. Changes nothing (a job that stalls
+        returns what it trained before stalling)."""
+        if not isinstance(self.dynamics, SimDynamics):
+            raise RuntimeError("only the simulator knows the future")
+        saved = self.dynamics.snapshot()
+        try:
+            state, resolved, cost, samples = self.state, first, 0.0, 0
+            for _ in range(max_decisions):
+                if self.dynamics.stalled(state.world):
+                    break
+                outcome = self.dynamics.run(resolved, state, None)
+                cost += self.objective.zeus_cost(outcome.energy_j, outcome.time_s)
+                samples += outcome.samples
+                state = EpisodeState(outcome.world, state.samples + outcome.samples,
+                                     None if outcome.failed else resolved, outcome.failed, state.totals)
+                if state.samples >= self.target:
+                    break
+                resolved = then(state)
+            return cost, samples
+        finally:
+            self.dynamics.restore(saved)
 
     def predicted_interval(self, resolved: ResolvedPlan, steps: Optional[int] = None) -> dict:
         """Clairvoyance, for reference planners only: what `steps` steps (a decision interval by default)

@@ -62,18 +62,18 @@ def test_evaluate_compares_the_policy_with_every_baseline_on_the_same_traces(tra
                      "--run", str(run), timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(report_path.read_text())
-    names = {"policy", "random", "all_dp", "fastest_single", "greedy", "oracle"}
+    names = {"policy", "random", "all_dp", "fastest_single", "greedy", "heuristic", "lifetime_oracle", "clairvoyant"}
     assert set(report["results"]) == names
     for name, figures in report["results"].items():
         for metric in ("zeus_cost", "energy_per_sample_j", "time_per_sample_s"):
             assert figures[metric] > 0, (name, metric)
         assert figures["failures"] >= 0 and figures["plan_switches"] >= 1
     # Knowing the future never makes the clairvoyant planner worse than picking at random.
-    assert report["results"]["oracle"]["zeus_cost"] < report["results"]["random"]["zeus_cost"]
+    assert report["results"]["clairvoyant"]["zeus_cost"] < report["results"]["random"]["zeus_cost"]
     for png in report["plots"].values():
         assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert {"tradeoff", "learning_curve"} <= set(report["plots"])
-    assert "oracle" in result.stdout and "Zeus cost/sample" in result.stdout
+    assert "clairvoyant" in result.stdout and "Zeus cost/sample" in result.stdout
 
 
 def test_evaluate_refuses_a_missing_policy(tmp_path):
