@@ -97,7 +97,7 @@ left, then leave mid-interval at the 10% cutoff)."""
 def leave_rate_per_s(env: EdgeTrainEnv, slot: int) -> float:
     """How often a device is expected to leave, from its scenario's availability (no clairvoyance)."""
     availability = env.fleet.scenario.devices[slot].availability
-    return 1.0 / availability.mean_up_s if availability.kind == "markov" else 0.0
+    return 1.0 / availability.mean_up_s if availability.kind in ("markov", "sessions") else 0.0
 
 
 def risk_adjusted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:

@@ -17,13 +17,21 @@ from edgetrain.core.errors import ScenarioError
 Intervals = list[tuple[float, float]]
 
 
+DAY_S = 86400.0
+
+
 def sample_trace(availability: Availability, horizon_s: float, rng: np.random.Generator,
-                 base_dir: Path = Path(".")) -> Intervals:
-    """Online intervals within [0, horizon_s). Markov devices start in their stationary distribution."""
+                 base_dir: Path = Path("."), start_hour: float = 0.0) -> Intervals:
+    """Online intervals within [0, horizon_s). Markov devices start in their stationary distribution.
+    Sessions devices too, with their age: an interval that began before the job has a negative start
+    (how long the device had been online when the job started matters when durations are not
+    memoryless); consumers that only need the times within the job clip it at 0."""
     if availability.kind == "always":
         return [(0.0, horizon_s)]
     if availability.kind == "trace":
         return [(s, min(e, horizon_s)) for s, e in read_trace_file(base_dir / availability.file) if s < horizon_s]
+    if availability.kind == "sessions":
+        return _sessions(availability, horizon_s, rng, start_hour)
     up, down = availability.mean_up_s, availability.mean_down_s
     online = rng.random() < up / (up + down)
     t, intervals = 0.0, []
@@ -34,6 +42,53 @@ def sample_trace(availability: Availability, horizon_s: float, rng: np.random.Ge
         t += length
         online = not online
     return intervals
+
+
+def weibull_scale(mean_s: float, shape: float) -> float:
+    """The Weibull scale whose mean is mean_s: mean = scale * Gamma(1 + 1/shape)."""
+    return mean_s / math.gamma(1.0 + 1.0 / shape)
+
+
+def _sessions(availability: Availability, horizon_s: float, rng: np.random.Generator,
+              start_hour: float) -> Intervals:
+    """An alternating renewal process of Weibull online and offline durations, started long enough
+    before the job (ten mean cycles) that the job sees it in its steady state, ages included; with
+    `hours`, kept only within those windows of each day."""
+    shape = availability.weibull_shape
+    up_scale = weibull_scale(availability.mean_up_s, shape)
+    down_scale = weibull_scale(availability.mean_down_s, shape)
+    t = -10.0 * (availability.mean_up_s + availability.mean_down_s)
+    online = bool(rng.random() < availability.mean_up_s / (availability.mean_up_s + availability.mean_down_s))
+    intervals: Intervals = []
+    while t < horizon_s:
+        length = (up_scale if online else down_scale) * float(rng.weibull(shape))
+        if online and t + length > 0.0:
+            intervals.append((t, min(t + length, horizon_s)))
+        t += length
+        online = not online
+    if availability.hours:
+        intervals = _within_hours(intervals, availability.hours, start_hour, horizon_s)
+    return intervals
+
+
+def _within_hours(intervals: Intervals, hours: tuple, start_hour: float, horizon_s: float) -> Intervals:
+    """The parts of `intervals` that fall in the daily windows; job time 0 is `start_hour` o'clock."""
+    offset = start_hour * 3600.0
+    windows = []
+    first_day = math.floor((min((s for s, _ in intervals), default=0.0) + offset) / DAY_S)
+    for day in range(first_day, int((horizon_s + offset) // DAY_S) + 1):
+        for start_h, end_h in hours:
+            windows.append((day * DAY_S + start_h * 3600.0 - offset, day * DAY_S + end_h * 3600.0 - offset))
+    kept: Intervals = []
+    for start, end in intervals:
+        for w_start, w_end in windows:
+            low, high = max(start, w_start), min(end, w_end)
+            if low < high:
+                if kept and low <= kept[-1][1]:  # a session across midnight of two touching windows
+                    kept[-1] = (kept[-1][0], max(high, kept[-1][1]))
+                else:
+                    kept.append((low, high))
+    return kept
 
 
 def read_trace_file(path: Path) -> Intervals:
@@ -79,8 +134,8 @@ def availability_events(scenario: Scenario, seed: int, horizon_s: float) -> list
     base = Path(scenario.source).parent if scenario.source else Path(".")
     events = []
     for device in scenario.devices:
-        trace = sample_trace(device.availability, horizon_s, rng, base)
+        trace = sample_trace(device.availability, horizon_s, rng, base, scenario.start_hour)
         if not trace or trace[0][0] > 0:
             events.append((0.0, device.name, False))
-        events += [(t, device.name, online) for t, online in transitions(trace) if t < horizon_s]
+        events += [(max(t, 0.0), device.name, online) for t, online in transitions(trace) if t < horizon_s]
     return sorted(events, key=lambda e: e[0])

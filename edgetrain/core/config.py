@@ -95,35 +95,76 @@ class ModelConfig:
         return self.d_model // self.heads
 
 
-AVAILABILITY_KINDS = ("always", "markov", "trace")
+AVAILABILITY_KINDS = ("always", "markov", "sessions", "trace")
 
 
 @dataclass(frozen=True)
 class Availability:
-    """When a device is there: always, a two-state Markov chain, or a recorded file of intervals."""
+    """When a device is there: always, a two-state Markov chain, sessions of a typical length (optionally
+    only in some hours of the day), or a recorded file of intervals."""
 
     kind: str = "always"
-    """One of always, markov, trace."""
+    """One of always, markov, sessions, trace."""
     mean_up_s: Optional[float] = None
-    """markov: mean time online, seconds."""
+    """markov, sessions: mean time online, seconds."""
     mean_down_s: Optional[float] = None
-    """markov: mean time offline, seconds."""
+    """markov, sessions: mean time offline, seconds."""
+    shape: Optional[float] = None
+    """sessions: Weibull shape of the online and offline durations (default 3). 1 is the Markov chain
+    (memoryless: how long a device has been up says nothing of when it leaves); above 1 durations
+    cluster around their mean, so a device that has been up long is about to leave; below 1 they are
+    heavy-tailed."""
+    hours: Optional[tuple] = None
+    """sessions: [start_h, end_h] windows of the day (0-24) outside which the device is offline (a phone
+    that trains only while idle, charging and on Wi-Fi, mostly at night: Bonawitz et al., MLSys'19);
+    the scenario's `start_hour` says what time of day the job starts. Default: any hour."""
     file: Optional[str] = None
     """trace: a file of `start_s end_s` online intervals, one per line (relative to the scenario file)."""
 
     def __post_init__(self):
         _check(self.kind in AVAILABILITY_KINDS, "kind",
                f"must be one of {', '.join(AVAILABILITY_KINDS)}, got {self.kind!r}")
-        if self.kind == "markov":
-            _check(self.mean_up_s is not None, "mean_up_s", "is required for kind markov")
-            _check(self.mean_down_s is not None, "mean_down_s", "is required for kind markov")
+        if self.kind in ("markov", "sessions"):
+            _check(self.mean_up_s is not None, "mean_up_s", f"is required for kind {self.kind}")
+            _check(self.mean_down_s is not None, "mean_down_s", f"is required for kind {self.kind}")
             _positive(self.mean_up_s, "mean_up_s")
             _positive(self.mean_down_s, "mean_down_s")
         elif self.kind == "trace":
             _check(isinstance(self.file, str) and self.file != "", "file", "is required for kind trace")
-        for key in ("mean_up_s", "mean_down_s", "file"):
-            if self.kind != {"mean_up_s": "markov", "mean_down_s": "markov", "file": "trace"}[key]:
+        if self.kind == "sessions":
+            if self.shape is not None:
+                _check(isinstance(self.shape, (int, float)) and 0.2 <= self.shape <= 20, "shape",
+                       f"must be a number from 0.2 to 20, got {self.shape!r}")
+            if self.hours is not None:
+                object.__setattr__(self, "hours", _hour_windows(self.hours))
+        owners = {"mean_up_s": ("markov", "sessions"), "mean_down_s": ("markov", "sessions"),
+                  "shape": ("sessions",), "hours": ("sessions",), "file": ("trace",)}
+        for key, kinds in owners.items():
+            if self.kind not in kinds:
                 _check(getattr(self, key) is None, key, f"does not apply to availability kind {self.kind!r}")
+
+    @property
+    def weibull_shape(self) -> float:
+        return 3.0 if self.shape is None else float(self.shape)
+
+
+def _hour_windows(value) -> tuple[tuple[float, float], ...]:
+    """[[start_h, end_h], ...] within one day, increasing and disjoint."""
+    ok = isinstance(value, (list, tuple)) and len(value) > 0
+    windows = []
+    for window in value if ok else ():
+        if not (isinstance(window, (list, tuple)) and len(window) == 2
+                and all(isinstance(h, (int, float)) and not isinstance(h, bool) for h in window)):
+            ok = False
+            break
+        start, end = float(window[0]), float(window[1])
+        if not (0 <= start < end <= 24) or (windows and start < windows[-1][1]):
+            ok = False
+            break
+        windows.append((start, end))
+    _check(ok, "hours", f"must be a list of [start_h, end_h] windows with 0 <= start < end <= 24, increasing "
+                        f"and disjoint, got {value!r}")
+    return tuple(windows)
 
 
 @dataclass(frozen=True)
@@ -183,12 +224,16 @@ class Scenario:
     devices: tuple[DeviceConfig, ...]
     objective: Objective = field(default_factory=Objective)
     model: ModelConfig = field(default_factory=ModelConfig)
+    start_hour: float = 0.0
+    """Time of day the job starts, hours (0-24): where a device's `hours` windows begin to count."""
     source: Optional[str] = None
     """The file it was loaded from, if any (not a YAML key)."""
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name != "", "name", "must be a non-empty string")
         _check(len(self.devices) > 0, "devices", "must list at least one device")
+        _check(isinstance(self.start_hour, (int, float)) and 0 <= self.start_hour < 24, "start_hour",
+               f"must be a number of hours from 0 to 24, got {self.start_hour!r}")
         names = [d.name for d in self.devices]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _check(not duplicates, "devices", f"device names must be unique, repeated: {', '.join(duplicates)}")

@@ -82,8 +82,9 @@ class SimDynamics(Dynamics):
         base_dir = Path(scenario.source).parent if scenario.source else Path(".")
         self.flips: list[list[float]] = []  # per slot: sorted times at which its state changes
         self.up_at_0: list[bool] = []
+        self.up_since: list[float] = []  # per slot: when the session running at 0 began (<= 0)
         for device in scenario.devices:
-            intervals = sample_trace(device.availability, self.horizon_s, rng, base_dir)
+            intervals = sample_trace(device.availability, self.horizon_s, rng, base_dir, scenario.start_hour)
             times = []
             for start, end in intervals:
                 if start > 0.0:
@@ -92,6 +93,7 @@ class SimDynamics(Dynamics):
                     times.append(end)
             self.flips.append(times)
             self.up_at_0.append(bool(intervals) and intervals[0][0] <= 0.0)
+            self.up_since.append(min(intervals[0][0], 0.0) if self.up_at_0[-1] else 0.0)
         self.flat = [False] * fleet.n  # batteries run down: gone for the rest of the job
         battery = tuple(1.0 if capacity is None else device.battery_initial_pct / 100.0
                         for capacity, device in zip(fleet.battery_j, scenario.devices))
@@ -130,7 +132,7 @@ class SimDynamics(Dynamics):
         return total
 
     def _last_change(self, i: int, t: float) -> float:
-        last = 0.0
+        last = self.up_since[i]
         for flip in self.flips[i]:
             if flip > t:
                 break

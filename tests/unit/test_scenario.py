@@ -37,6 +37,24 @@ def test_good_scenario_parses_with_defaults():
     (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: {kind: markov, mean_up_s: 5}"),
      "x.yaml: devices[0].availability.mean_down_s: is required"),
     (GOOD.replace("batch_size: 4", "batch_size: true"), "x.yaml: model.batch_size: must be a number"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: {kind: diurnal}"),
+     "x.yaml: devices[0].availability.kind: must be one of always, markov, sessions, trace, got 'diurnal'"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
+                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: [[20, 18]]}"),
+     "x.yaml: devices[0].availability.hours: must be a list of [start_h, end_h] windows"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
+                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: [[1, 3], [2, 4]]}"),
+     "x.yaml: devices[0].availability.hours: must be a list of [start_h, end_h] windows"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
+                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: 7}"),
+     "x.yaml: devices[0].availability.hours: must be a list of [start_h, end_h] windows"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
+                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, shape: 50}"),
+     "x.yaml: devices[0].availability.shape: must be a number from 0.2 to 20"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: {kind: markov, mean_up_s: 5, "
+                  "mean_down_s: 5, shape: 2}"),
+     "x.yaml: devices[0].availability.shape: does not apply to availability kind 'markov'"),
+    (GOOD + "start_hour: 25\n", "x.yaml: start_hour: must be a number of hours from 0 to 24"),
     ("name: [unclosed", "x.yaml: not valid YAML at line 1"),
     ("- just a list", "x.yaml: the top level must be a mapping"),
 ])
