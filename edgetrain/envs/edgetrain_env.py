@@ -287,7 +287,7 @@ class EdgeTrainEnv(gym.Env):
                 samples += outcome.samples
                 state = EpisodeState(outcome.world, state.samples + outcome.samples,
                                      None if outcome.failed else resolved, outcome.failed, state.totals)
-                if state.samples >= self.target:
+                if state.samples >= self.target or self.dynamics.stalled(state.world):
                     break
                 resolved = then(state)
             return cost, samples

@@ -12,6 +12,11 @@ devices:
 """
 
 
+def _availability(flow: str) -> str:
+    """GOOD with its device's availability given as a YAML flow mapping."""
+    return GOOD.replace("bandwidth_mbps: 10", f"bandwidth_mbps: 10, availability: {flow}")
+
+
 def test_default_scenario_is_smart_home_with_five_devices_within_the_cpu_budget():
     scenario = load_scenario()
     assert scenario.name == "smart-home"
@@ -34,25 +39,20 @@ def test_good_scenario_parses_with_defaults():
     (GOOD.replace("heads: 4", "heads: 5"), "x.yaml: model.heads: d_model (32) must be divisible by heads (5)"),
     (GOOD.replace("{name: a, ", "{"), "x.yaml: devices[0].name: is required"),
     (GOOD + "objective: {eta: 2}\n", "x.yaml: objective.eta: must be between 0 and 1"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: {kind: markov, mean_up_s: 5}"),
+    (_availability("{kind: markov, mean_up_s: 5}"),
      "x.yaml: devices[0].availability.mean_down_s: is required"),
     (GOOD.replace("batch_size: 4", "batch_size: true"), "x.yaml: model.batch_size: must be a number"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: {kind: diurnal}"),
+    (_availability("{kind: diurnal}"),
      "x.yaml: devices[0].availability.kind: must be one of always, markov, sessions, trace, got 'diurnal'"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
-                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: [[20, 18]]}"),
+    (_availability("{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: [[20, 18]]}"),
      "x.yaml: devices[0].availability.hours: must be a list of [start_h, end_h] windows"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
-                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: [[1, 3], [2, 4]]}"),
+    (_availability("{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: [[1, 3], [2, 4]]}"),
      "x.yaml: devices[0].availability.hours: must be a list of [start_h, end_h] windows"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
-                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: 7}"),
+    (_availability("{kind: sessions, mean_up_s: 5, mean_down_s: 5, hours: 7}"),
      "x.yaml: devices[0].availability.hours: must be a list of [start_h, end_h] windows"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: "
-                  "{kind: sessions, mean_up_s: 5, mean_down_s: 5, shape: 50}"),
+    (_availability("{kind: sessions, mean_up_s: 5, mean_down_s: 5, shape: 50}"),
      "x.yaml: devices[0].availability.shape: must be a number from 0.2 to 20"),
-    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, availability: {kind: markov, mean_up_s: 5, "
-                  "mean_down_s: 5, shape: 2}"),
+    (_availability("{kind: markov, mean_up_s: 5, mean_down_s: 5, shape: 2}"),
      "x.yaml: devices[0].availability.shape: does not apply to availability kind 'markov'"),
     (GOOD + "start_hour: 25\n", "x.yaml: start_hour: must be a number of hours from 0 to 24"),
     ("name: [unclosed", "x.yaml: not valid YAML at line 1"),
