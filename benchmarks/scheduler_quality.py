@@ -21,7 +21,7 @@ Two kinds of figures, per scenario:
   `paired_targets` asks the interval's upper end to meet each target.
 
     .venv/bin/python benchmarks/scheduler_quality.py [--policy runs/x/policy.zip] [--timesteps 100000]
-        [--episodes 20] [--scenarios smart-home,smart-home-busy,workshop] [--resamples 10000] [--out FILE]
+        [--episodes 20] [--scenarios smart-home,smart-home-busy,workshop,jetson-lab] [--resamples 10000] [--out FILE]
 
 Without --policy it first trains one on smart-home (the simulator only) with the given timesteps.
 """
@@ -42,7 +42,7 @@ from edgetrain.core.scenario import load_scenario
 from stats import CONFIDENCE, MIN_PAIRS, RESAMPLES, SEED, compare_paired
 
 TRAINED_ON = "smart-home"
-UNSEEN = ("smart-home-busy", "workshop")
+UNSEEN = ("smart-home-busy", "workshop", "jetson-lab")
 FORESIGHT: set[str] = set()
 """Built-in scenarios built so that foresight pays (none yet: issue #10)."""
 MEMORYLESS_TARGETS = {"greedy": 1.02, "clairvoyant": 1.10}

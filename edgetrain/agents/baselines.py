@@ -1,4 +1,5 @@
-"""Baselines a learned scheduler must beat, as policies of EdgeTrain-v0: `act(env, obs) -> action`.
+"""Baselines a learned scheduler must beat, as policies of EdgeTrain-v0: `act(env, obs) -> plan` (a
+`ResolvedPlan`, which the env's `step` takes as well as an offer's index; random returns an index).
 They see the env only through its planning API (available devices, candidate plans, predictions)
 and price plans with the env's one objective (`env.objective.zeus_cost`).
 
@@ -33,35 +34,37 @@ from typing import Callable
 import numpy as np
 
 from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
-from edgetrain.envs.actions import action_for, random_valid_action
+from edgetrain.envs.actions import random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 from edgetrain.envs.state import EpisodeState, ResolvedPlan
 
-Policy = Callable[[EdgeTrainEnv, np.ndarray], np.ndarray]
+Policy = Callable[[EdgeTrainEnv, np.ndarray], "ResolvedPlan | int"]
 
 
 def make_random(seed: int) -> Policy:
     rng = np.random.default_rng(seed)
 
-    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
-        return random_valid_action(env.action_masks(), rng)
+    def act(env: EdgeTrainEnv, obs: np.ndarray) -> int:
+        mask = env.action_masks()
+        return random_valid_action(mask, rng) if mask.any() else NO_DEVICE
 
     return act
 
 
 # With no device available (the job has stalled: the env trains nothing whatever the action) any action will
 # do; the policies below return this one instead of searching an empty set.
-NO_DEVICE = action_for("local", [])
+NO_DEVICE = 0
 
 
-def all_dp(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
-    return action_for("dp", env.fleet.slots_of(env.state.world.available))
+def all_dp(env: EdgeTrainEnv, obs: np.ndarray):
+    available = env.fleet.slots_of(env.state.world.available)
+    return env.resolve("dp", available) if available else NO_DEVICE
 
 
-def fastest_single(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+def fastest_single(env: EdgeTrainEnv, obs: np.ndarray):
     available = env.state.world.available
     fastest = next((i for i in env.fleet.speed_order if available >> i & 1), None)
-    return NO_DEVICE if fastest is None else action_for("local", [fastest])
+    return NO_DEVICE if fastest is None else env.resolve("local", [fastest])
 
 
 def predicted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:
@@ -81,9 +84,9 @@ def cheapest_plan(env: EdgeTrainEnv, available: int, cache: dict) -> ResolvedPla
 def make_greedy(seed: int = 0) -> Policy:
     best: dict[tuple, ResolvedPlan] = {}
 
-    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    def act(env: EdgeTrainEnv, obs: np.ndarray):
         available = env.state.world.available
-        return env.action_for(cheapest_plan(env, available, best)) if available else NO_DEVICE
+        return cheapest_plan(env, available, best) if available else NO_DEVICE
 
     return act
 
@@ -115,7 +118,7 @@ def risk_adjusted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> 
 
 
 def make_heuristic(seed: int = 0, reserve: float = BATTERY_RESERVE) -> Policy:
-    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    def act(env: EdgeTrainEnv, obs: np.ndarray):
         world = env.state.world
         if not world.available:
             return NO_DEVICE
@@ -133,7 +136,7 @@ def make_heuristic(seed: int = 0, reserve: float = BATTERY_RESERVE) -> Policy:
             switch_cost = env.objective.zeus_cost(env.rules.switch_s * best.idle_w, env.rules.switch_s)
             if gain * samples <= switch_cost:
                 best = current
-        return env.action_for(best)
+        return best
 
     return act
 
@@ -153,7 +156,7 @@ def make_clairvoyant(seed: int = 0, width: int = 6) -> Policy:
             return state.plan
         return greedy(state, env)
 
-    def act(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+    def act(env: EdgeTrainEnv, obs: np.ndarray):
         available = env.state.world.available
         if not available:
             return NO_DEVICE
@@ -172,7 +175,7 @@ def make_clairvoyant(seed: int = 0, width: int = 6) -> Policy:
                 costs.append((done.zeus_cost + cost) / total if total else float("inf"))
             return min(costs)
 
-        return env.action_for(min(candidates, key=job_cost_per_sample))
+        return min(candidates, key=job_cost_per_sample)
 
     return act
 
@@ -186,10 +189,10 @@ def lifetime_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float
     return cost / outcome["samples"] if outcome["samples"] else float("inf")
 
 
-def lifetime_oracle(env: EdgeTrainEnv, obs: np.ndarray) -> np.ndarray:
+def lifetime_oracle(env: EdgeTrainEnv, obs: np.ndarray):
     if not env.state.world.available:
         return NO_DEVICE
-    return env.action_for(min(env.candidate_plans(), key=lambda c: lifetime_cost_per_sample(env, c)))
+    return min(env.candidate_plans(), key=lambda c: lifetime_cost_per_sample(env, c))
 
 
 # name -> factory(seed) -> policy; one fresh policy per evaluation, so no state leaks between them.

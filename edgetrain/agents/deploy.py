@@ -23,7 +23,8 @@ import numpy as np
 from edgetrain.agents.policy import load_policy
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import UserError
-from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+from edgetrain.envs.candidates import MAX_CANDIDATES
+from edgetrain.envs.edgetrain_env import OBSERVATION_SIZE, EdgeTrainEnv
 from edgetrain.envs.state import JobTotals
 
 
@@ -35,6 +36,7 @@ def deploy(policy: str, scenario: Scenario, calibration, out: Path, backend: str
     in out/live and `edgetrain run --resume` continues from it."""
     from torch.utils.tensorboard import SummaryWriter
     act = load_policy(policy)
+    act.check_fits(OBSERVATION_SIZE, MAX_CANDIDATES)  # before any testbed or device is touched
     out.mkdir(parents=True, exist_ok=True)
     env = EdgeTrainEnv(scenario=scenario, calibration=calibration, backend=backend, cluster=cluster,
                        decision_steps=decision_steps, checkpoint_every=checkpoint_every, time_scale=time_scale,

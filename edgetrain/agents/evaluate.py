@@ -34,8 +34,9 @@ def run_episode(env: EdgeTrainEnv, act: Callable, seed: int) -> dict:
             "completed": float(terminated), "plans": plans}
 
 
-def policy_act(path: str) -> Callable:
+def policy_act(path: str, env: EdgeTrainEnv) -> Callable:
     policy = load_policy(path)  # an SB3 zip or its ONNX export, as `edgetrain deploy` loads them
+    policy.check_fits(env.observation_space.shape[0], int(env.action_space.n))
 
     def act(env, obs):
         return policy(obs, env.action_masks())
@@ -48,7 +49,7 @@ def evaluate(scenario, calibration, policy_path: Optional[str], episodes: int, s
     env = EdgeTrainEnv(scenario=scenario, calibration=calibration)
     contenders = {}
     if policy_path:
-        contenders["policy"] = policy_act(policy_path)
+        contenders["policy"] = policy_act(policy_path, env)
     for name, make in BASELINES.items():
         contenders[name] = make(seed)
     results, episodes_out = {}, {}

@@ -11,6 +11,11 @@ class OnnxPolicy:
         import onnxruntime
         self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
+    def layout(self) -> tuple[int, int]:
+        """(observation features, action-mask entries) the exported policy takes."""
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        return int(inputs["observation"][1]), int(inputs["action_mask"][1])
+
     def predict(self, observation: np.ndarray, action_mask: np.ndarray) -> np.ndarray:
         """The masked greedy action for one observation."""
         obs = np.asarray(observation, dtype=np.float32).reshape(1, -1)

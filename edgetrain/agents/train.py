@@ -184,13 +184,16 @@ def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfi
         episode += 1
         rewards = []
         for _ in range(2_000):
-            action = teacher(env, obs)
+            plan = teacher(env, obs)
+            action = env.index_of(plan) if not isinstance(plan, int) else plan
+            if action is None:  # cannot happen for greedy: its plan is the cheapest, always offered first
+                raise RuntimeError(f"the teacher chose {plan.plan}, which the env does not offer")
             observations.append(obs)
             masks.append(env.action_masks())
             actions.append(action)
-            obs, reward, terminated, _, _ = env.step(action)
+            obs, reward, terminated, truncated, _ = env.step(action)
             rewards.append(reward)
-            if terminated:
+            if terminated or truncated:
                 break
         discounted, running = [], 0.0
         for reward in reversed(rewards):  # the episode ends at its target: nothing to bootstrap
@@ -221,7 +224,7 @@ def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfi
     with torch.no_grad():
         distribution = policy.get_distribution(obs_t[sample], action_masks=mask_t[sample].numpy())
         chosen = distribution.get_actions(deterministic=True)
-    agreement = (chosen == act_t[sample]).all(dim=1).float().mean().item()
+    agreement = (chosen == act_t[sample]).float().mean().item()
     return {"decisions": len(obs_t), "episodes": episode, "agreement_with_greedy": agreement}
 
 
@@ -259,19 +262,18 @@ class MaskedGreedyPolicy(nn.Module):
         self.features = policy.features_extractor
         self.extractor = policy.mlp_extractor
         self.action_net = policy.action_net
-        self.nvec = [int(n) for n in policy.action_space.nvec]
 
     def forward(self, obs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         latent, _ = self.extractor(self.features(obs))
         logits = self.action_net(latent)
         logits = torch.where(mask, logits, torch.full_like(logits, -1e8))
-        return torch.stack([part.argmax(dim=1) for part in torch.split(logits, self.nvec, dim=1)], dim=1)
+        return logits.argmax(dim=1)
 
 
 def export_onnx(model: MaskablePPO, path: Path) -> Path:
     module = MaskedGreedyPolicy(model.policy).eval()
     obs = torch.zeros((1,) + model.observation_space.shape, dtype=torch.float32)
-    mask = torch.ones((1, int(sum(model.action_space.nvec))), dtype=torch.bool)
+    mask = torch.ones((1, int(model.action_space.n)), dtype=torch.bool)
     torch.onnx.export(module, (obs, mask), str(path), input_names=["observation", "action_mask"],
                       output_names=["action"], dynamic_axes={"observation": {0: "batch"},
                                                              "action_mask": {0: "batch"}, "action": {0: "batch"}},

@@ -139,3 +139,26 @@ def availability_events(scenario: Scenario, seed: int, horizon_s: float) -> list
             events.append((0.0, device.name, False))
         events += [(max(t, 0.0), device.name, online) for t, online in transitions(trace) if t < horizon_s]
     return sorted(events, key=lambda e: e[0])
+
+
+def leave_probability(availability: Availability, age_s: float, within_s: float, hour_of_day: float) -> float:
+    """The chance that a device online for `age_s` leaves within the next `within_s` seconds, from what its
+    scenario says of it (no clairvoyance): 0 for `always` and for a recorded `trace` (whose future the
+    scenario does not model), the exponential's for `markov` (memoryless: the age does not matter), the
+    Weibull's conditional one for `sessions` (S(age + h) / S(age) survives), and 1 when the device's daily
+    window closes within the horizon."""
+    if availability.kind == "markov":
+        return 1.0 - math.exp(-within_s / availability.mean_up_s)
+    if availability.kind != "sessions":
+        return 0.0
+    if availability.hours:
+        hour = hour_of_day % 24.0
+        closes = next((end for start, end in availability.hours if start <= hour < end), None)
+        runs_past_midnight = closes == 24.0 and availability.hours[0][0] == 0.0
+        if closes is not None and not runs_past_midnight and (closes - hour) * 3600.0 <= within_s:
+            return 1.0
+    shape = availability.weibull_shape
+    scale = weibull_scale(availability.mean_up_s, shape)
+    survived = (max(age_s, 0.0) / scale) ** shape
+    survives = (max(age_s + within_s, 0.0) / scale) ** shape
+    return 1.0 - math.exp(survived - survives)

@@ -14,13 +14,14 @@ from edgetrain.core.config import Availability, Scenario
 from edgetrain.core.objective import EnergyTimeCost
 from edgetrain.core.plans import PLAN_KINDS
 from edgetrain.core.scenario import load_scenario
-from edgetrain.envs.actions import ACTION_NVEC, KINDS, MAX_DEVICES, action_for
+from edgetrain.envs.actions import MAX_DEVICES
+from edgetrain.envs.candidates import CANDIDATE_FEATURES, JOB_FEATURES, MAX_CANDIDATES, CandidateOffer, job_features
 from edgetrain.envs.costmodel import CostModel
 from edgetrain.envs.dynamics import Dynamics, JobRules, SimDynamics
-from edgetrain.envs.slots import DEVICE_FEATURES, SlotFleet
+from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan
 
-JOB_FEATURES = 7
+OBSERVATION_SIZE = MAX_CANDIDATES * CANDIDATE_FEATURES + JOB_FEATURES
 
 
 class EdgeTrainEnv(gym.Env):
@@ -32,31 +33,42 @@ class EdgeTrainEnv(gym.Env):
     along availability traces sampled from the scenario, and batteries drain.
 
     ## Action Space
-    `MultiDiscrete([5] + [2] * 8)`: the plan kind (0 local, 1 dp, 2 pp, 3 tp, 4 sp) and, per device slot,
-    whether that device takes part. Slots beyond the fleet are padding. `action_masks()` (for
-    MaskablePPO) allows no unavailable or absent device and no kind that no subset of the available
-    devices can run (the runtime's divisibility and memory checks). A combination that still cannot
-    run is resolved to the closest plan that can: another kind on the same devices, then fewer devices
-    (the slowest dropped first); with no device chosen, the fastest available device alone.
+    `Discrete(16)`: one of the plans offered at this decision (`edgetrain.envs.candidates`): the
+    cheapest plan the cost model predicts on the available devices, the cheapest of each kind and of
+    each device count, the cheapest without each member of the cheapest (somewhere to go when a device
+    is about to leave), keeping the current plan when its devices are all there, then the next
+    cheapest; sorted by predicted Zeus cost per sample, so index 0 is what greedy would run.
+    `action_masks()` (for MaskablePPO) allows the indices that hold an offer (index 0 alone when nothing
+    is offered: no device is left and none will return, and the step trains nothing). If a device of the chosen
+    plan is gone by the time it starts (a live fleet moves between observation and action), the plan
+    runs on those of its devices still there. Reference planners may pass a `ResolvedPlan` instead of an
+    index (`env.resolve(kind, slots)`, `env.candidate_plans()`).
 
     ## Observation Space
-    `Box(0, 1, (8 * 10 + 7,))`, all features normalised to [0, 1]:
+    `Box(0, 1, (16 * 18 + 6,))`, all features normalised to [0, 1], what each offered plan costs this
+    job on these devices rather than which slot holds which device, so that a policy carries over to
+    fleets and models it was not trained on. Per offered plan (row r, features 18*r + c):
 
-    | index | feature |
+    | c | feature |
     |---|---|
-    | 10*i + 0 | slot i holds a device |
-    | 10*i + 1 | device i is available now |
-    | 10*i + 2 | how long it has been in its current state, min(1, s / 1800), for available devices |
-    | 10*i + 3 | its speed: fastest device's one-device step time / its own |
-    | 10*i + 4 | link bandwidth / 100 Mbit/s (clipped) |
-    | 10*i + 5 | memory / 8 GiB (clipped) |
-    | 10*i + 6 | idle power / 30 W (clipped) |
-    | 10*i + 7 | active power / 30 W (clipped) |
-    | 10*i + 8 | battery charge (1 for mains power) |
-    | 10*i + 9 | device i is in the current plan |
-    | 80 | job progress: samples trained / target |
-    | 81..85 | current plan kind, one-hot (all 0 before the first plan) |
-    | 86 | the last interval failed |
+    | 0 | the row holds an offer |
+    | 1 | predicted Zeus cost per sample: the cheapest offer's / this one's (1 for the cheapest) |
+    | 2 | energy per sample: the least of the offers / this one's |
+    | 3 | time per sample: the least of the offers / this one's |
+    | 4 | communication share of a step (bytes over the slowest member link / step time, clipped) |
+    | 5 | memory headroom of its tightest member (1 - need / memory) |
+    | 6 | chance that a member leaves within this interval (its availability process, given how long it has been up; 1 when its daily window closes) |
+    | 7 | the same within the next 10 intervals |
+    | 8 | lowest battery charge among its members (1 on mains power) |
+    | 9 | battery share one interval drains from its hungriest battery member (x10, clipped) |
+    | 10 | it is the plan running now (keeping it costs no switch) |
+    | 11 | switch time / interval time (0 for the plan running now) |
+    | 12 | its devices / the fleet's devices |
+    | 13..17 | kind, one-hot (local, dp, pp, tp, sp) |
+
+    then the job (index 288 on): progress (samples / target), time of day as 0.5 + 0.5 sin and
+    0.5 + 0.5 cos of its angle (the scenario's `start_hour` plus the job's clock), the share of the fleet
+    available, the last interval failed, a plan is running.
 
     ## Rewards
     The negative Zeus energy-time cost of the interval, `eta * energy + (1 - eta) * max_power * time`,
@@ -90,7 +102,10 @@ class EdgeTrainEnv(gym.Env):
 
     ## Version History
     - v0: initial version. (Rewards of `vary_fleet` episodes on a sub-fleet use the scenario's
-      `max_power` since the structure rework; the scenario's own episodes are unchanged.)
+      `max_power` since the structure rework; the scenario's own episodes are unchanged.) The action
+      became a choice among offered plans, with features of what each costs and risks (the job-aware
+      policy of issue 10), replacing a plan kind and device bits over per-slot device features: policies
+      saved before are refused when loaded.
     """
 
     metadata = {"render_modes": []}
@@ -122,20 +137,26 @@ class EdgeTrainEnv(gym.Env):
             from edgetrain.envs.live import LiveDynamics  # the runtime and torch only when training for real
             self.dynamics = LiveDynamics(rules, backend=backend, cluster=cluster, time_scale=time_scale,
                                          run_dir=live_dir, progress=progress or (lambda line: None))
-        self.action_space = spaces.MultiDiscrete(ACTION_NVEC)
-        self.observation_space = spaces.Box(0.0, 1.0, (MAX_DEVICES * DEVICE_FEATURES + JOB_FEATURES,),
-                                            dtype=np.float32)
+        self.action_space = spaces.Discrete(MAX_CANDIDATES)
+        self.observation_space = spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), dtype=np.float32)
         self._fleets: dict[tuple[str, ...], SlotFleet] = {}
+        self._offers: dict[tuple[str, ...], CandidateOffer] = {}
         self.fleet = self._fleet_for(self.scenario)
         self.state: Optional[EpisodeState] = None
+        self.offered: list[ResolvedPlan] = []
+        """The plans offered at this decision, in action order."""
 
     # --- the fleet of an episode -------------------------------------------------------------------------
     def _fleet_for(self, scenario: Scenario) -> SlotFleet:
         """What depends only on the devices and their order is kept per fleet (features, plans, masks)."""
-        fleet = self._fleets.get(tuple(scenario.device_names))
+        names = tuple(scenario.device_names)
+        fleet = self._fleets.get(names)
         if fleet is None:
-            fleet = self._fleets[tuple(scenario.device_names)] = SlotFleet(scenario, self.cost)
-        return fleet if fleet.scenario is scenario else fleet.for_episode(scenario)
+            fleet = self._fleets[names] = SlotFleet(scenario, self.cost)
+            self._offers[names] = CandidateOffer(fleet, self.rules, self.objective)
+        fleet = fleet if fleet.scenario is scenario else fleet.for_episode(scenario)
+        self._offers[names].fleet = fleet  # the offer's caches depend on the devices; risks on this episode's
+        return fleet
 
     def _random_fleet(self) -> Scenario:
         """Domain randomisation for training a policy that serves other fleets than the one it learned
@@ -178,12 +199,14 @@ class EdgeTrainEnv(gym.Env):
         return self._get_obs(), {}
 
     def step(self, action):
+        if self.state is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
         if self.dynamics.stalled(self.state.world):  # no device left and none will return: nothing can train
             outcome = IntervalOutcome("none", 0, False, 0.0, 0.0, 0, 0, self.state.world)
             return self._get_obs(), 0.0, False, True, self._get_info(outcome, 0.0)
         world, waited_s = self.dynamics.before_decision(self.state.world)
         state = self.state if world is self.state.world else dataclasses.replace(self.state, world=world)
-        resolved = self._resolve_action(action, world.available)
+        resolved = self._runnable(self._plan_of(action), world.available)
         outcome = self.dynamics.run(resolved, state, self.np_random)
         if waited_s:
             outcome = dataclasses.replace(outcome, time_s=outcome.time_s + waited_s)
@@ -197,40 +220,30 @@ class EdgeTrainEnv(gym.Env):
                 self._get_info(outcome, zeus_cost))
 
     def action_masks(self) -> np.ndarray:
-        """Allowed kinds (some subset of the available devices can run them), then per slot: leaving the
-        device out (always allowed) and taking it (only when it is available)."""
-        if self.state is None:  # the masks depend on who is online, which reset() samples
+        """The indices that hold an offered plan."""
+        if self.state is None:  # the offer depends on who is online, which reset() samples
             raise gym.error.ResetNeeded("call reset() before action_masks(): the masks depend on the devices online")
-        available = self.state.world.available
-        mask = np.zeros(KINDS + 2 * MAX_DEVICES, dtype=bool)
-        mask[:KINDS] = self.fleet.feasible_kinds(available)
-        mask[KINDS::2] = True
-        for slot in range(self.fleet.n):
-            mask[KINDS + 2 * slot + 1] = bool(available >> slot & 1)
+        mask = np.zeros(MAX_CANDIDATES, dtype=bool)
+        mask[: max(len(self.offered), 1)] = True  # nothing offered (no device, none will return): 0 trains nothing
         return mask
 
     def close(self):
         self.dynamics.close()
         super().close()
 
+    def hour_of_day(self) -> float:
+        return (self.scenario.start_hour + self.state.world.t / 3600.0) % 24.0
+
     def _get_obs(self) -> np.ndarray:
-        state, fleet = self.state, self.fleet
+        state = self.state
         world = state.world
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-        features = obs[: MAX_DEVICES * DEVICE_FEATURES].reshape(MAX_DEVICES, DEVICE_FEATURES)
-        features[:] = fleet.static
-        members = state.plan.slots if state.plan else ()
-        for i in range(fleet.n):
-            if world.available >> i & 1:
-                features[i, 1] = 1.0
-                features[i, 2] = min(world.up_for_s[i] / 1800.0, 1.0)
-            features[i, 8] = world.battery[i]
-            features[i, 9] = i in members
-        base = MAX_DEVICES * DEVICE_FEATURES
-        obs[base] = min(state.samples / self.target, 1.0)
-        if state.plan:
-            obs[base + 1 + PLAN_KINDS.index(state.plan.plan.kind)] = 1.0
-        obs[base + 6] = state.failed
+        offer = self._offers[self.names]
+        self.offered = offer.offer(world.available, state.plan) if world.available else []
+        hour = self.hour_of_day()
+        obs = np.empty(OBSERVATION_SIZE, dtype=np.float32)
+        obs[: MAX_CANDIDATES * CANDIDATE_FEATURES] = offer.features(self.offered, world, state.plan, hour).ravel()
+        obs[MAX_CANDIDATES * CANDIDATE_FEATURES:] = job_features(
+            state.samples / self.target, hour, world.available, self.fleet.n, state.failed, state.plan is not None)
         return obs
 
     def _get_info(self, outcome: IntervalOutcome, zeus_cost: float) -> dict:
@@ -248,25 +261,42 @@ class EdgeTrainEnv(gym.Env):
         return [self.fleet.names[i] for i in self.fleet.slots_of(self.state.world.available)]
 
     def plan_for(self, action) -> ResolvedPlan:
-        """The plan an action stands for at this decision."""
-        return self._resolve_action(action, self.state.world.available)
+        """The plan an action (an offer's index, or a plan) stands for at this decision."""
+        return self._runnable(self._plan_of(action), self.state.world.available)
 
-    def _resolve_action(self, action, available: int) -> ResolvedPlan:
-        fleet = self.fleet
-        selected = 0
-        for slot in range(fleet.n):
-            if action[1 + slot] and available >> slot & 1:
-                selected |= 1 << slot
-        if selected == 0:  # nothing chosen (or nothing there): the fastest device there, else the fastest
-            selected = 1 << next((i for i in fleet.speed_order if available >> i & 1), fleet.speed_order[0])
-        return fleet.resolve(PLAN_KINDS[int(action[0])], selected)
+    def _plan_of(self, action) -> ResolvedPlan:
+        if isinstance(action, ResolvedPlan):
+            return action
+        if not self.offered:  # nothing available (a stalled job trains nothing whatever the action)
+            fastest = self.fleet.speed_order[0]
+            return self.fleet.resolve("local", 1 << fastest)
+        index = int(np.asarray(action).reshape(-1)[0])
+        if not 0 <= index < len(self.offered):
+            raise ValueError(f"action {index} is not offered: {len(self.offered)} plans are (see action_masks())")
+        return self.offered[index]
+
+    def _runnable(self, resolved: ResolvedPlan, available: int) -> ResolvedPlan:
+        """The plan on those of its devices that are available (all of them, unless the world moved
+        between observation and action), as (kind, devices) resolve; the fastest device there when none is."""
+        selected = sum(1 << i for i in resolved.slots if available >> i & 1)
+        if selected == sum(1 << i for i in resolved.slots):
+            return resolved
+        if selected == 0:
+            selected = 1 << next((i for i in self.fleet.speed_order if available >> i & 1), self.fleet.speed_order[0])
+        return self.fleet.resolve(resolved.plan.kind, selected)
+
+    def resolve(self, kind: str, slots) -> ResolvedPlan:
+        """The plan `kind` on the devices of these slots, or the closest that can run (another kind on the
+        same devices, then fewer devices: `SlotFleet.resolve`)."""
+        return self.fleet.resolve(kind, sum(1 << int(i) for i in slots))
 
     def candidate_plans(self) -> list[ResolvedPlan]:
-        """Every distinct plan on the available devices, as actions resolve them."""
+        """Every distinct plan on the available devices (`SlotFleet.candidates`), offered or not."""
         return self.fleet.candidates(self.state.world.available)
 
-    def action_for(self, resolved: ResolvedPlan) -> np.ndarray:
-        return action_for(resolved.plan.kind, resolved.slots)
+    def index_of(self, resolved: ResolvedPlan) -> Optional[int]:
+        """The action that picks this plan at this decision, when it is offered."""
+        return next((k for k, p in enumerate(self.offered) if p.plan == resolved.plan), None)
 
     def what_if(self, first: ResolvedPlan, then: Callable[[EpisodeState], ResolvedPlan],
                 max_decisions: int = 100_000) -> tuple[float, int]:

@@ -1,6 +1,6 @@
-"""An episode's devices in their action slots, and what depends only on them (cached per fleet):
-the static observation features, the speed order, which kinds can run on which available sets, and
-the plan every (kind, devices) choice resolves to."""
+"""An episode's devices in their slots, and what depends only on them (cached per fleet): the speed
+order, the plan every (kind, devices) choice resolves to, and the plans that can run on each set of
+available devices."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ import copy
 from itertools import combinations
 from typing import Optional
 
-import numpy as np
-
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.feasibility import plan_problems
-from edgetrain.core.memory import device_memory_mb
 from edgetrain.core.plans import FALLBACK_KINDS, PLAN_KINDS, Plan
-from edgetrain.envs.actions import MAX_DEVICES
 from edgetrain.envs.costmodel import CostModel
 from edgetrain.envs.state import ResolvedPlan
 
-DEVICE_FEATURES = 10
+EXHAUSTIVE_UP_TO = 8
+"""Up to this many available devices every subset is a plan's device set (255 sets at 8); beyond, the
+sets are the prefixes of three orderings of the devices (see `SlotFleet.candidates`)."""
 
 
 class SlotFleet:
@@ -34,19 +32,15 @@ class SlotFleet:
         self.battery_j: list[Optional[float]] = [d.battery_wh * 3600 if d.battery_wh else None
                                                  for d in scenario.devices]
         local_times = [cost.predict(Plan("local", (name,))).step_time_s for name in self.names]
+        self.local_times = local_times
         self.slowest_local_s = max(local_times)
         self.speed_order: list[int] = sorted(range(self.n), key=lambda i: local_times[i])  # fastest first
         self._rank = {slot: rank for rank, slot in enumerate(self.speed_order)}
-        self.static = np.zeros((MAX_DEVICES, DEVICE_FEATURES), dtype=np.float32)
-        for i, device in enumerate(scenario.devices):
-            self.static[i, 0] = 1.0
-            self.static[i, 3] = min(local_times) / local_times[i]
-            self.static[i, 4] = min(device.bandwidth_mbps / 100.0, 1.0)
-            self.static[i, 5] = min(device_memory_mb(scenario, device.name) / 8192.0, 1.0)
-            self.static[i, 6] = min(self.powers[i].idle_power_w.value / 30.0, 1.0)
-            self.static[i, 7] = min(self.powers[i].active_power_w.value / 30.0, 1.0)
+        local_energy = [cost.predict(Plan("local", (name,))).total_energy_j for name in self.names]
+        self._orders = (self.speed_order, sorted(range(self.n), key=lambda i: local_energy[i]),
+                        sorted(range(self.n), key=lambda i: -scenario.devices[i].bandwidth_mbps))
         self._resolved: dict[tuple[int, int], ResolvedPlan] = {}
-        self._kinds: dict[int, np.ndarray] = {}
+        self._candidates: dict[int, list[ResolvedPlan]] = {}
 
     def for_episode(self, scenario: Scenario) -> "SlotFleet":
         """The same devices in the same slots with the episode's availability (fleet randomisation
@@ -57,21 +51,6 @@ class SlotFleet:
 
     def slots_of(self, mask: int) -> list[int]:
         return [i for i in range(self.n) if mask >> i & 1]
-
-    def feasible_kinds(self, available: int) -> np.ndarray:
-        """Per kind: whether some subset of the available devices can run it (local always can)."""
-        kinds = self._kinds.get(available)
-        if kinds is None:
-            devices = self.slots_of(available)
-            kinds = np.zeros(len(PLAN_KINDS), dtype=bool)
-            for k, kind in enumerate(PLAN_KINDS):
-                sizes = [1] if kind == "local" else range(2, len(devices) + 1)
-                kinds[k] = any(not plan_problems(Plan(kind, tuple(self.names[i] for i in group)), self.scenario)
-                               for size in sizes for group in combinations(devices, size))
-            if not kinds.any():
-                kinds[0] = True
-            self._kinds[available] = kinds
-        return kinds
 
     def resolve(self, kind: str, selected: int) -> ResolvedPlan:
         """The plan that (kind, selected devices) stands for: that kind when it can run on them, else
@@ -103,16 +82,27 @@ class SlotFleet:
                             sum(self.powers[i].idle_power_w.value for i in slots))
 
     def candidates(self, available: int) -> list[ResolvedPlan]:
-        """Every distinct plan the env can run on the available devices, as actions resolve them."""
+        """Distinct plans on the available devices, as (kind, devices) choices resolve them: every subset
+        up to EXHAUSTIVE_UP_TO devices; beyond, the prefixes (2, 3, ... devices) of the devices ordered by
+        speed, by energy per step and by bandwidth, and every device alone. Cached per available set."""
+        cached = self._candidates.get(available)
+        if cached is not None:
+            return cached
         devices = self.slots_of(available)
+        if len(devices) <= EXHAUSTIVE_UP_TO:
+            groups = [group for size in range(1, len(devices) + 1) for group in combinations(devices, size)]
+        else:
+            ordered = [[i for i in order if available >> i & 1] for order in self._orders]
+            groups = [(i,) for i in devices] + [tuple(order[:size]) for order in ordered
+                                                for size in range(2, len(devices) + 1)]
         seen: set[Plan] = set()
         out = []
-        for size in range(1, len(devices) + 1):
-            for group in combinations(devices, size):
-                selected = sum(1 << i for i in group)
-                for kind in (("local",) if size == 1 else PLAN_KINDS[1:]):
-                    resolved = self.resolve(kind, selected)
-                    if resolved.plan not in seen:
-                        seen.add(resolved.plan)
-                        out.append(resolved)
+        for group in groups:
+            selected = sum(1 << i for i in group)
+            for kind in (("local",) if len(group) == 1 else PLAN_KINDS[1:]):
+                resolved = self.resolve(kind, selected)
+                if resolved.plan not in seen:
+                    seen.add(resolved.plan)
+                    out.append(resolved)
+        self._candidates[available] = out
         return out

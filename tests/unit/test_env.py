@@ -8,7 +8,8 @@ import edgetrain.envs  # noqa: F401
 from conftest import TINY, TINY_CALIBRATION
 from edgetrain.core.calibration import load_calibration
 from edgetrain.core.scenario import parse_scenario
-from edgetrain.envs.actions import MAX_DEVICES, random_valid_action
+from edgetrain.envs.actions import random_valid_action
+from edgetrain.envs.candidates import CANDIDATE_FEATURES, MAX_CANDIDATES
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
 
@@ -49,23 +50,25 @@ def test_same_seed_same_rollout(calibration):
     assert any(not np.array_equal(a, b) if isinstance(a, np.ndarray) else a != b for a, b in zip(first, other))
 
 
-def test_masks_never_allow_an_unavailable_device_and_failures_happen(calibration):
+def test_masks_never_offer_an_unavailable_device_and_failures_happen(calibration):
     env = EdgeTrainEnv(scenario=churny_scenario(), calibration=calibration, decision_steps=20)
-    env.reset(seed=0)
+    obs, _ = env.reset(seed=0)
     rng = np.random.default_rng(0)
     failures = unavailable_seen = 0
     for _ in range(400):
         mask = env.action_masks()
-        for i in range(MAX_DEVICES):
-            available = i < env.n and env.dynamics.online(i, env.state.world.t)
-            assert mask[5 + 2 * i + 1] == available
-            assert mask[5 + 2 * i]  # leaving a device out is always allowed
-            unavailable_seen += i < env.n and not available
-        _, reward, terminated, _, info = env.step(random_valid_action(env.action_masks(), rng))
+        online = {i for i in range(env.n) if env.dynamics.online(i, env.state.world.t)}
+        assert mask.sum() == len(env.offered) > 0 and mask[: len(env.offered)].all()
+        assert all(set(plan.slots) <= online for plan in env.offered)
+        rows = obs[: MAX_CANDIDATES * CANDIDATE_FEATURES].reshape(MAX_CANDIDATES, CANDIDATE_FEATURES)
+        np.testing.assert_array_equal(rows[:, 0], mask)  # a row holds an offer exactly where the mask allows
+        assert rows[0, 1] == 1.0  # the first offer is the cheapest (greedy's plan)
+        unavailable_seen += env.n - len(online)
+        obs, reward, terminated, _, info = env.step(random_valid_action(env.action_masks(), rng))
         assert reward < 0
         failures += info["failures"]
         if terminated:
-            env.reset()
+            obs, _ = env.reset()
     assert unavailable_seen > 0 and failures > 0  # the churn is real, and costs
 
 
@@ -74,7 +77,7 @@ def test_an_episode_ends_when_the_target_samples_are_trained(calibration):
     env.reset(seed=0)
     total, steps = 0, 0
     while True:
-        _, _, terminated, _, info = env.step(np.array([1] + [1] * 3 + [0] * 5))  # dp on all three
+        _, _, terminated, _, info = env.step(env.resolve("dp", [0, 1, 2]))
         total += info["samples"]
         steps += 1
         if terminated:
@@ -88,7 +91,7 @@ def test_infeasible_combinations_resolve_to_a_plan_that_can_run(calibration):
     env = EdgeTrainEnv(scenario=TINY, calibration=calibration)
     env.reset(seed=0)
     # local with three devices chosen: one device, the fastest of them.
-    resolved = env.plan_for(np.array([0, 1, 1, 1, 0, 0, 0, 0, 0]))
+    resolved = env.resolve("local", [0, 1, 2])
     assert resolved.plan.kind == "local" and len(resolved.slots) == 1
     assert resolved.slots[0] == env.fleet.speed_order[0]
 
@@ -100,10 +103,9 @@ def test_varied_fleets_use_subsets_in_random_slots_and_stay_valid(calibration):
     for seed in range(30):
         obs, _ = env.reset(seed=seed)
         fleets.add(tuple(env.names))
-        assert obs[: MAX_DEVICES * 10].reshape(MAX_DEVICES, 10)[:, 0].sum() == env.n >= 2  # slots held
+        assert env.n >= 2
         for _ in range(5):
-            mask = env.action_masks()
-            assert not mask[5 + 2 * env.n + 1::2].any()  # slots beyond this episode's fleet stay empty
+            assert all(max(plan.slots) < env.n for plan in env.offered)  # only this episode's devices
             obs, _, terminated, _, info = env.step(random_valid_action(env.action_masks(), rng))
             assert set(info["plan"].split(":")[1].split(",")) <= set(env.names)
             if terminated:

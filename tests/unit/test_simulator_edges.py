@@ -18,7 +18,7 @@ from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.plans import Plan
 from edgetrain.core.rules import BATTERY_CUTOFF_PCT, HEARTBEAT_TIMEOUT_S
 from edgetrain.core.scenario import load_scenario, parse_scenario
-from edgetrain.envs.actions import action_for, random_valid_action
+from edgetrain.envs.actions import random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
 TINY_TEXT = open(TINY).read()
@@ -45,9 +45,9 @@ def test_a_fleet_that_never_returns_ends_the_job_instead_of_crashing(tmp_path):
         {"gone.trace": "0 1.5\n"})
     env = EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION)
     env.reset(seed=0)
-    _, _, terminated, truncated, info = env.step(action_for("dp", [0, 1]))
+    _, _, terminated, truncated, info = env.step(env.resolve("dp", [0, 1]))
     assert info["failures"] == 1 and not terminated and truncated  # both left at 1.5 s, for good
-    _, reward, terminated, truncated, info = env.step(action_for("local", [0]))
+    _, reward, terminated, truncated, info = env.step(env.resolve("local", [0]))
     assert truncated and reward == 0.0 and info["samples"] == 0 and info["plan"] == "none"
     out = tmp_path / "eval.json"
     result = subprocess.run([sys.executable, "-m", "edgetrain", "evaluate", "--scenario", str(path), "--calibration",
@@ -67,7 +67,7 @@ def test_a_member_whose_battery_runs_out_mid_interval_fails_the_interval_there(t
     """Before: the interval completed in full and the device only left at the next decision."""
     probe = battery_env(tmp_path, 1.0)
     probe.reset(seed=0)
-    resolved = probe.plan_for(action_for("local", [2]))
+    resolved = probe.resolve("local", [2])
     step_s = resolved.prediction.step_time_s
     training_w = resolved.prediction.energy_j["c"] / step_s
     idle_w = get_profile("raspberry-pi-4").idle_power_w.value
@@ -77,7 +77,7 @@ def test_a_member_whose_battery_runs_out_mid_interval_fails_the_interval_there(t
     wh = budget_j / (1 - BATTERY_CUTOFF_PCT / 100) / 3600
     env = battery_env(tmp_path, wh)
     env.reset(seed=0)
-    _, _, _, _, info = env.step(action_for("local", [2]))
+    _, _, _, _, info = env.step(env.resolve("local", [2]))
     assert info["failures"] == 1
     assert info["time_s"] == pytest.approx(cut_after_s + HEARTBEAT_TIMEOUT_S, rel=1e-6)
     assert info["samples"] == 100 * 10  # 100 steps trained, all checkpointed (every 5)
@@ -90,7 +90,7 @@ def test_a_battery_device_drains_its_idle_power_while_others_train(tmp_path):
     """Before: only the plan's members drained."""
     env = battery_env(tmp_path, 5.0)
     env.reset(seed=0)
-    _, _, _, _, info = env.step(action_for("local", [0]))  # c is not in the plan
+    _, _, _, _, info = env.step(env.resolve("local", [0]))  # c is not in the plan
     idle_w = get_profile("raspberry-pi-4").idle_power_w.value
     expected = 1.0 - idle_w * info["time_s"] / (5.0 * 3600)
     assert env.state.world.battery[2] == pytest.approx(expected, rel=1e-9)
@@ -131,10 +131,13 @@ def test_masks_follow_the_trace_file_at_every_decision(tmp_path):
     for _ in range(200):
         t = env.state.world.t
         mask = env.action_masks()
+        offered = {i for plan in env.offered for i in plan.slots}
+        possible = {i for plan in env.candidate_plans() for i in plan.slots}
         for slot in range(3):
             online = any(start <= t < end for start, end in intervals[slot])
-            assert mask[5 + 2 * slot + 1] == online, (slot, t)
+            assert (slot in possible) == online and (slot not in offered or online), (slot, t)
             seen.add((slot, online))
+        assert mask.sum() == len(env.offered) > 0
         _, _, terminated, truncated, _ = env.step(random_valid_action(mask, rng))
         if terminated or truncated:
             env.reset(seed=len(seen))
@@ -147,7 +150,7 @@ def test_a_truly_infeasible_choice_on_smart_home_runs_the_next_kind_on_the_same_
     env.state = dataclasses.replace(env.state, world=dataclasses.replace(env.state.world, available=0b11111))
     four = ("laptop", "orin-nano", "xavier-nx", "pi4")
     assert plan_problems(Plan("tp", four), env.scenario)
-    resolved = env.plan_for(action_for("tp", [env.names.index(d) for d in four]))
+    resolved = env.resolve("tp", [env.names.index(d) for d in four])
     assert resolved.plan == Plan("dp", four)  # FALLBACK_KINDS: dp first
     assert not plan_problems(resolved.plan, env.scenario)
 

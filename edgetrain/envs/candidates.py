@@ -1,0 +1,159 @@
+"""The plans EdgeTrain-v0 offers at a decision, and what the policy sees of each.
+
+The policy does not compose a plan from device bits: at every decision it chooses one of up to
+`MAX_CANDIDATES` plans, each described by what it would cost *this job* on *these devices* (the cost
+model's predictions, relative to the best offer), what risks it runs (a member leaving within the
+interval, given its availability process and how long it has been up; batteries) and whether it
+means a switch. What it learns on one fleet and model therefore carries over to another: the features
+are physical and normalised, not slot positions.
+
+The offer, deduplicated and sorted by predicted Zeus cost per sample (cheapest first):
+- the cheapest plan on the available devices (what greedy runs),
+- the cheapest plan of each kind, and of each device count,
+- for each member of the cheapest plan, the cheapest plan without that device (where to go when it is
+  about to leave or its battery is low),
+- keeping the current plan, when all its devices are still there (no switch),
+then the next cheapest plans up to the limit. Every plan comes from `SlotFleet.candidates`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+from edgetrain.core.availability import leave_probability
+from edgetrain.core.memory import device_memory_mb
+from edgetrain.core.objective import EnergyTimeCost
+from edgetrain.core.plans import PLAN_KINDS
+from edgetrain.envs.dynamics import JobRules
+from edgetrain.envs.slots import SlotFleet
+from edgetrain.envs.state import ResolvedPlan, World
+
+MAX_CANDIDATES = 16
+CANDIDATE_FEATURES = 18
+JOB_FEATURES = 6
+LOOKAHEAD_INTERVALS = 10
+"""The second leave-risk feature looks this many intervals ahead."""
+
+
+class CandidateOffer:
+    """Builds the offer and its features for one fleet; what depends only on the fleet and the plan is
+    computed once per plan."""
+
+    def __init__(self, fleet: SlotFleet, rules: JobRules, objective: EnergyTimeCost):
+        self.fleet = fleet
+        self.rules = rules
+        self.objective = objective
+        self._offers: dict[int, list[ResolvedPlan]] = {}
+        self._static: dict[object, np.ndarray] = {}
+        self._memory_mb = [device_memory_mb(fleet.scenario, name) for name in fleet.names]
+
+    # --- which plans -------------------------------------------------------------------------------------
+    def cost_per_sample(self, resolved: ResolvedPlan) -> float:
+        prediction = resolved.prediction
+        return self.objective.zeus_cost(prediction.total_energy_j, prediction.step_time_s) / self.rules.batch_size
+
+    def offer(self, available: int, current: Optional[ResolvedPlan]) -> list[ResolvedPlan]:
+        """The plans offered on the available devices (cheapest first); `current` is among them when all
+        its devices are available."""
+        base = self._offers.get(available)
+        if base is None:
+            base = self._offers[available] = self._build(available)
+        if current is None or any(not available >> i & 1 for i in current.slots) \
+                or any(p.plan == current.plan for p in base):
+            return base
+        kept = base[: MAX_CANDIDATES - 1] + [current]
+        return sorted(kept, key=self.cost_per_sample)
+
+    def _build(self, available: int) -> list[ResolvedPlan]:
+        pool = sorted(self.fleet.candidates(available), key=self.cost_per_sample)
+        best = pool[0]
+        wanted = [best]
+        for kind in PLAN_KINDS:
+            wanted += [next((p for p in pool if p.plan.kind == kind), None)]
+        for size in range(1, len(self.fleet.slots_of(available)) + 1):
+            wanted += [next((p for p in pool if len(p.slots) == size), None)]
+        for slot in best.slots:
+            wanted += [next((p for p in pool if slot not in p.slots), None)]
+        offered, seen = [], set()
+        for plan in [p for p in wanted if p is not None] + pool:
+            if plan.plan not in seen:
+                seen.add(plan.plan)
+                offered.append(plan)
+        # Room for keeping the current plan: the offer holds one plan less than the limit.
+        return sorted(offered[: MAX_CANDIDATES - 1], key=self.cost_per_sample)
+
+    # --- what the policy sees ------------------------------------------------------------------------------
+    def _static_features(self, resolved: ResolvedPlan) -> np.ndarray:
+        """Features that depend on the plan alone: its kind, size, communication share, memory headroom,
+        and the battery share one interval of it drains from each member (inf for mains power)."""
+        cached = self._static.get(resolved.plan)
+        if cached is None:
+            prediction = resolved.prediction
+            names = self.fleet.names
+            comm_s = max((prediction.bytes_sent[names[i]] + prediction.bytes_recv[names[i]]) * 8
+                         / (self.fleet.scenario.devices[i].bandwidth_mbps * 1e6) for i in resolved.slots)
+            headroom = min(1.0 - prediction.memory_mb[names[i]] / self._memory_mb[i] for i in resolved.slots)
+            drain = max((energy * self.rules.decision_steps / self.fleet.battery_j[i]
+                         for i, energy in zip(resolved.slots, resolved.step_energies_j)
+                         if self.fleet.battery_j[i] is not None), default=0.0)
+            cached = np.array([min(comm_s / prediction.step_time_s, 1.0), min(max(headroom, 0.0), 1.0),
+                               min(drain * 10.0, 1.0), len(resolved.slots) / self.fleet.n,
+                               PLAN_KINDS.index(resolved.plan.kind)], dtype=np.float64)
+            self._static[resolved.plan] = cached
+        return cached
+
+    def features(self, offered: list[ResolvedPlan], world: World, current: Optional[ResolvedPlan],
+                 hour_of_day: float) -> np.ndarray:
+        """(MAX_CANDIDATES, CANDIDATE_FEATURES), rows beyond the offer all zero. Columns:
+        0 offered; 1 cheapest cost / its cost (1 for the cheapest); 2 least energy / its energy per sample;
+        3 least time / its time per sample; 4 communication share of a step; 5 memory headroom of its
+        tightest member; 6 chance a member leaves within this interval; 7 within the next 10;
+        8 lowest battery charge of its members (1 on mains power); 9 battery share one interval drains
+        from its hungriest member (x10, clipped); 10 it is the current plan (no switch); 11 its switch
+        time as a share of the interval (0 for the current plan); 12 devices / the fleet's devices;
+        13-17 kind, one-hot (local, dp, pp, tp, sp)."""
+        out = np.zeros((MAX_CANDIDATES, CANDIDATE_FEATURES), dtype=np.float32)
+        if not offered:
+            return out
+        costs = np.array([self.cost_per_sample(p) for p in offered])
+        energies = np.array([p.prediction.total_energy_j for p in offered])
+        times = np.array([p.prediction.step_time_s for p in offered])
+        interval_s = [self.rules.switch_s + self.rules.decision_steps * t for t in times]
+        leave_now = self._leave_chances(world, hour_of_day, max(interval_s))
+        leave_later = self._leave_chances(world, hour_of_day, LOOKAHEAD_INTERVALS * max(interval_s))
+        for row, plan in enumerate(offered):
+            comm, headroom, drain, size, kind = self._static_features(plan)
+            is_current = current is not None and plan.plan == current.plan
+            batteries = [world.battery[i] for i in plan.slots if self.fleet.battery_j[i] is not None]
+            out[row, :13] = (1.0, costs.min() / costs[row], energies.min() / energies[row], times.min() / times[row],
+                             comm, headroom, _any_of(leave_now, plan.slots), _any_of(leave_later, plan.slots),
+                             min(batteries, default=1.0), drain, float(is_current),
+                             0.0 if is_current else self.rules.switch_s / interval_s[row], size)
+            out[row, 13 + int(kind)] = 1.0
+        return out
+
+    def _leave_chances(self, world: World, hour_of_day: float, within_s: float) -> list[float]:
+        """Per slot: the chance that device leaves within `within_s` (its scenario's availability, its age)."""
+        devices = self.fleet.scenario.devices
+        return [leave_probability(devices[i].availability, world.up_for_s[i], within_s, hour_of_day)
+                if world.available >> i & 1 else 1.0 for i in range(self.fleet.n)]
+
+
+def _any_of(chances: list[float], slots: tuple[int, ...]) -> float:
+    """The chance that at least one of these devices leaves (independently)."""
+    stays = 1.0
+    for i in slots:
+        stays *= 1.0 - chances[i]
+    return 1.0 - stays
+
+
+def job_features(progress: float, hour_of_day: float, available: int, fleet_size: int, failed: bool,
+                 has_plan: bool) -> np.ndarray:
+    """Progress (samples / target), time of day (sin, cos, scaled to [0, 1]), share of the fleet
+    available, the last interval failed, a plan is running."""
+    angle = 2.0 * math.pi * hour_of_day / 24.0
+    return np.array([min(progress, 1.0), 0.5 + 0.5 * math.sin(angle), 0.5 + 0.5 * math.cos(angle),
+                     bin(available).count("1") / fleet_size, float(failed), float(has_plan)], dtype=np.float32)
