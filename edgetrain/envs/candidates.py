@@ -48,6 +48,11 @@ class CandidateOffer:
         self.objective = objective
         self._offers: dict[int, list[ResolvedPlan]] = {}
         self._static: dict[object, np.ndarray] = {}
+        self._kept: dict[tuple, list[ResolvedPlan]] = {}
+        self._rows: dict[int, dict] = {}
+        """By the id of an offer list: the row of each plan in it."""
+        self._fixed: dict[int, tuple] = {}
+        """By the id of an offer list: every list `offer` returns is kept in `_offers` or `_kept`."""
         self._memory_mb = [device_memory_mb(fleet.scenario, name) for name in fleet.names]
 
     # --- which plans -------------------------------------------------------------------------------------
@@ -61,11 +66,16 @@ class CandidateOffer:
         base = self._offers.get(available)
         if base is None:
             base = self._offers[available] = self._build(available)
-        if current is None or any(not available >> i & 1 for i in current.slots) \
-                or any(p.plan == current.plan for p in base):
+            self._rows[id(base)] = {p.plan: k for k, p in enumerate(base)}
+        if current is None or current.plan in self._rows[id(base)] \
+                or any(not available >> i & 1 for i in current.slots):
             return base
-        kept = base[: MAX_CANDIDATES - 1] + [current]
-        return sorted(kept, key=self.cost_per_sample)
+        key = (available, current.plan)
+        kept = self._kept.get(key)
+        if kept is None:
+            kept = self._kept[key] = sorted(base[: MAX_CANDIDATES - 1] + [current], key=self.cost_per_sample)
+            self._rows[id(kept)] = {p.plan: k for k, p in enumerate(kept)}
+        return kept
 
     def _build(self, available: int) -> list[ResolvedPlan]:
         pool = sorted(self.fleet.candidates(available), key=self.cost_per_sample)
@@ -114,40 +124,69 @@ class CandidateOffer:
         8 lowest battery charge of its members (1 on mains power); 9 battery share one interval drains
         from its hungriest member (x10, clipped); 10 it is the current plan (no switch); 11 its switch
         time as a share of the interval (0 for the current plan); 12 devices / the fleet's devices;
-        13-17 kind, one-hot (local, dp, pp, tp, sp)."""
-        out = np.zeros((MAX_CANDIDATES, CANDIDATE_FEATURES), dtype=np.float32)
+        13-17 kind, one-hot (local, dp, pp, tp, sp). Everything but the risks (6-8) depends only on the
+        offer and the current plan, and is computed once for each."""
         if not offered:
-            return out
+            return np.zeros((MAX_CANDIDATES, CANDIDATE_FEATURES), dtype=np.float32)
+        fixed = self._fixed.get(id(offered))
+        if fixed is None:
+            fixed = self._fixed[id(offered)] = self._fixed_features(offered)
+        rows, switch_share, members, batteries, longest_interval_s = fixed
+        out = rows.copy()
+        n = len(offered)
+        out[:n, 11] = switch_share
+        if current is not None:
+            row = self._rows[id(offered)].get(current.plan)
+            if row is not None:
+                out[row, 10], out[row, 11] = 1.0, 0.0
+        if self._coming_and_going:
+            soon, later = self._leave_chances(world, hour_of_day, longest_interval_s)
+            stays = np.log1p(-np.minimum(np.array([soon, later]), 1.0 - 1e-12))  # (2, devices)
+            out[:n, 6:8] = 1.0 - np.exp(members @ stays.T)
+        if batteries.any():
+            charge = np.asarray(world.battery)
+            out[:n, 8] = np.where(batteries, charge[None, :], 1.0).min(axis=1)
+        return out
+
+    def _fixed_features(self, offered: list[ResolvedPlan]):
+        out = np.zeros((MAX_CANDIDATES, CANDIDATE_FEATURES), dtype=np.float32)
         costs = np.array([self.cost_per_sample(p) for p in offered])
         energies = np.array([p.prediction.total_energy_j for p in offered])
         times = np.array([p.prediction.step_time_s for p in offered])
-        interval_s = [self.rules.switch_s + self.rules.decision_steps * t for t in times]
-        leave_now = self._leave_chances(world, hour_of_day, max(interval_s))
-        leave_later = self._leave_chances(world, hour_of_day, LOOKAHEAD_INTERVALS * max(interval_s))
+        interval_s = self.rules.switch_s + self.rules.decision_steps * times
+        members = np.zeros((len(offered), self.fleet.n))
         for row, plan in enumerate(offered):
             comm, headroom, drain, size, kind = self._static_features(plan)
-            is_current = current is not None and plan.plan == current.plan
-            batteries = [world.battery[i] for i in plan.slots if self.fleet.battery_j[i] is not None]
             out[row, :13] = (1.0, costs.min() / costs[row], energies.min() / energies[row], times.min() / times[row],
-                             comm, headroom, _any_of(leave_now, plan.slots), _any_of(leave_later, plan.slots),
-                             min(batteries, default=1.0), drain, float(is_current),
-                             0.0 if is_current else self.rules.switch_s / interval_s[row], size)
+                             comm, headroom, 0.0, 0.0, 1.0, drain, 0.0, 0.0, size)
             out[row, 13 + int(kind)] = 1.0
-        return out
+            members[row, list(plan.slots)] = 1.0
+        on_battery = np.array([capacity is not None for capacity in self.fleet.battery_j])
+        batteries = (members > 0) & on_battery[None, :]
+        return out, self.rules.switch_s / interval_s, members, batteries, float(interval_s.max())
 
-    def _leave_chances(self, world: World, hour_of_day: float, within_s: float) -> list[float]:
-        """Per slot: the chance that device leaves within `within_s` (its scenario's availability, its age)."""
-        devices = self.fleet.scenario.devices
-        return [leave_probability(devices[i].availability, world.up_for_s[i], within_s, hour_of_day)
-                if world.available >> i & 1 else 1.0 for i in range(self.fleet.n)]
+    @property
+    def _coming_and_going(self) -> bool:
+        """Some device of this episode's fleet may leave (else every leave chance is 0)."""
+        return any(d.availability.kind != "always" for d in self.fleet.scenario.devices)
 
-
-def _any_of(chances: list[float], slots: tuple[int, ...]) -> float:
-    """The chance that at least one of these devices leaves (independently)."""
-    stays = 1.0
-    for i in slots:
-        stays *= 1.0 - chances[i]
-    return 1.0 - stays
+    def _leave_chances(self, world: World, hour_of_day: float, interval_s: float) -> tuple[list, list]:
+        """Per slot: the chance that device leaves within one interval and within LOOKAHEAD_INTERVALS (its
+        scenario's availability, its age; 1 for a device not there)."""
+        soon, later = [], []
+        for i, device in enumerate(self.fleet.scenario.devices):
+            if not world.available >> i & 1:
+                soon.append(1.0)
+                later.append(1.0)
+            elif device.availability.kind == "always":
+                soon.append(0.0)
+                later.append(0.0)
+            else:
+                age = world.up_for_s[i]
+                soon.append(leave_probability(device.availability, age, interval_s, hour_of_day))
+                later.append(leave_probability(device.availability, age, LOOKAHEAD_INTERVALS * interval_s,
+                                               hour_of_day))
+        return soon, later
 
 
 def job_features(progress: float, hour_of_day: float, available: int, fleet_size: int, failed: bool,
