@@ -131,21 +131,35 @@ def plot_tradeoff(env: EdgeTrainEnv, report: dict, path: Path) -> Path:
 
 
 def plot_learning_curve(run_dir: Path, path: Path) -> Optional[Path]:
-    """sched/zeus_cost_per_sample over training steps, from the policy's TensorBoard run."""
+    """sched/zeus_cost_per_sample over training steps, from the policy's TensorBoard run, with the
+    references logged next to it by `edgetrain train` (greedy, the heuristic, the clairvoyant planner:
+    mean as a line, +- one spread over their episodes as a band)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    if "sched/zeus_cost_per_sample" not in events.Tags()["scalars"]:
+    tags = set(events.Tags()["scalars"])
+    if "sched/zeus_cost_per_sample" not in tags:
         return None
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     points = events.Scalars("sched/zeus_cost_per_sample")
+    steps = [p.step for p in points]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([p.step for p in points], [p.value for p in points])
+    ax.plot(steps, [p.value for p in points], label="policy (training episodes)", color="black")
+    colours = {"greedy": "tab:blue", "heuristic": "tab:green", "clairvoyant": "tab:red"}
+    for name, colour in colours.items():
+        if f"sched/reference/{name}" not in tags:
+            continue
+        mean = events.Scalars(f"sched/reference/{name}")[-1].value
+        low = events.Scalars(f"sched/reference/{name}_low")[-1].value
+        high = events.Scalars(f"sched/reference/{name}_high")[-1].value
+        ax.axhline(mean, color=colour, linestyle="--", label=name)
+        ax.axhspan(low, high, color=colour, alpha=0.12)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("Zeus cost per sample (episode mean)")
-    ax.set_title("learning curve")
+    ax.set_title("learning curve, with the references (band: +- one spread over their episodes)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

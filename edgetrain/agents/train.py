@@ -81,10 +81,36 @@ def run_name(scenario: str, algo: str, seed: int) -> str:
     return f"{scenario}__{algo}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+REFERENCES = ("greedy", "heuristic", "clairvoyant")
+"""Drawn in the learning curve (TensorBoard and PNG): what the policy must beat, and the clairvoyant bound."""
+
+
+def reference_costs(scenario, calibration, config: TrainConfig, episodes: int = 8) -> dict:
+    """Zeus cost per sample of each reference on simulated jobs like the training ones (the same fleet
+    variation), mean and spread over `episodes` seeded episodes: the lines a learning curve is read against."""
+    from edgetrain.agents.baselines import BASELINES
+    from edgetrain.agents.evaluate import run_episode
+    env = EdgeTrainEnv(scenario=scenario, calibration=calibration, decision_steps=config.decision_steps,
+                       vary_fleet=config.vary_fleet)
+    out = {}
+    for name in REFERENCES:
+        act = BASELINES[name](config.seed)
+        costs = [run_episode(env, act, 7_000_000 + config.seed * 1000 + e)["zeus_cost"] for e in range(episodes)]
+        costs = [c for c in costs if c == c]  # jobs that trained nothing have no cost per sample
+        out[name] = {"mean": float(np.mean(costs)), "std": float(np.std(costs)), "episodes": len(costs)}
+    return out
+
+
 class SchedCallback(BaseCallback):
     """`sched/` scalars per finished episode (one training job), from the env's own job totals
     (`info["job"]`): energy and time per sample, Zeus cost per sample, failures, plan switches; and
-    histograms of the plan kinds and device counts chosen."""
+    histograms of the plan kinds and device counts chosen. With `references`, every rollout also logs
+    `sched/reference/NAME` (mean) and `NAME_high`/`NAME_low` (mean +- one spread) of each reference, so
+    that TensorBoard draws them as lines next to the policy's curve."""
+
+    def __init__(self, references: dict | None = None):
+        super().__init__()
+        self.references = references or {}
 
     def _on_training_start(self) -> None:
         self.kinds: list[int] = []
@@ -106,6 +132,10 @@ class SchedCallback(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        for name, figures in self.references.items():
+            self.logger.record(f"sched/reference/{name}", figures["mean"])
+            self.logger.record(f"sched/reference/{name}_high", figures["mean"] + figures["std"])
+            self.logger.record(f"sched/reference/{name}_low", figures["mean"] - figures["std"])
         if self.kinds:
             only_tensorboard = ("stdout", "log", "json", "csv")
             self.logger.record("sched/plan_kind", torch.tensor(self.kinds), exclude=only_tensorboard)
@@ -148,11 +178,14 @@ def train(scenario: str | None, calibration, out: str, config: TrainConfig, logd
     if config.imitate_steps > 0:
         imitation = imitate_greedy(model, scenario_obj, calibration, config, progress=_say)
         (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
+    _say("pricing the references for the learning curve: " + ", ".join(REFERENCES) + " on 8 simulated jobs")
+    references = reference_costs(scenario_obj, calibration, config)
+    (out_dir / "references.json").write_text(json.dumps(references, indent=2))
     name = run_name(scenario_obj.name, "maskableppo", config.seed)
     checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
                                      save_path=str(out_dir / "checkpoints"), name_prefix="policy")
     model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
-                callback=CallbackList([SchedCallback(), HParamCallback(config), checkpoints]))
+                callback=CallbackList([SchedCallback(references), HParamCallback(config), checkpoints]))
     env.close()
     if config.online_steps > 0:
         on_online_start()

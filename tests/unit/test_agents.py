@@ -29,6 +29,15 @@ def test_training_leaves_policy_files_checkpoints_and_a_tensorboard_run(trained)
     events.Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"sched/zeus_cost_per_sample", "sched/energy_per_sample_j", "train/loss"} <= scalars
+    # The references the curve is read against, logged as lines with their spread.
+    import json
+    references = json.loads((out / "references.json").read_text())
+    assert set(references) == {"greedy", "heuristic", "clairvoyant"}
+    for name, figures in references.items():
+        assert events.Scalars(f"sched/reference/{name}")[-1].value == pytest.approx(figures["mean"], rel=1e-6)
+        assert events.Scalars(f"sched/reference/{name}_high")[-1].value == pytest.approx(
+            figures["mean"] + figures["std"], rel=1e-6)
+    assert references["clairvoyant"]["mean"] <= references["greedy"]["mean"] * 1.02
 
 
 def test_onnx_and_sb3_policies_choose_the_same_actions(trained):
