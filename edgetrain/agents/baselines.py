@@ -12,7 +12,8 @@ Rules a person could run by hand:
 - heuristic: the strongest simple rule we can write, greedy tuned with what the scenario says about
   its devices (no clairvoyance): a plan's price includes its risk (each Markov member's leave rate,
   1 / mean_up_s, times what a loss costs: half a checkpoint interval of work, the heartbeat timeout and
-  a restart); a battery device below a reserve (30%) is left out while others can train; and the
+  a restart); a battery device below a reserve (30%) and off its charger is left out while others can
+  train; and the
   current plan is kept unless switching pays back (the gain per sample over the samples the new plan
   is expected to train before a member leaves exceeds the switch's cost).
 
@@ -33,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgetrain.core.availability import within_hours
 from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.actions import random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
@@ -122,8 +124,10 @@ def make_heuristic(seed: int = 0, reserve: float = BATTERY_RESERVE) -> Policy:
         world = env.state.world
         if not world.available:
             return NO_DEVICE
-        low = sum(1 << i for i in range(env.n)
-                  if env.fleet.battery_j[i] is not None and world.battery[i] < reserve)
+        hour = env.hour_of_day()
+        low = sum(1 << i for i in range(env.n)  # on battery, low, and not on its charger now
+                  if env.fleet.battery_j[i] is not None and world.battery[i] < reserve
+                  and not within_hours(env.fleet.scenario.devices[i].charging_hours, hour))
         usable = world.available & ~low or world.available
         best = min(env.fleet.candidates(usable), key=lambda c: risk_adjusted_cost_per_sample(env, c))
         current = env.state.plan

@@ -162,3 +162,22 @@ def leave_probability(availability: Availability, age_s: float, within_s: float,
     survived = (max(age_s, 0.0) / scale) ** shape
     survives = (max(age_s + within_s, 0.0) / scale) ** shape
     return 1.0 - math.exp(survived - survives)
+
+
+def hours_overlap_s(hours: tuple | None, start_hour: float, t0_s: float, t1_s: float) -> float:
+    """Seconds of job time [t0_s, t1_s) that fall within the daily windows `hours` (job time 0 is
+    `start_hour` o'clock): how long a device is plugged in over an interval."""
+    if not hours or t1_s <= t0_s:
+        return 0.0
+    offset = start_hour * 3600.0
+    total = 0.0
+    for day in range(math.floor((t0_s + offset) / DAY_S), math.floor((t1_s + offset) / DAY_S) + 1):
+        for start_h, end_h in hours:
+            low = max(t0_s, day * DAY_S + start_h * 3600.0 - offset)
+            high = min(t1_s, day * DAY_S + end_h * 3600.0 - offset)
+            total += max(0.0, high - low)
+    return total
+
+
+def within_hours(hours: tuple | None, hour_of_day: float) -> bool:
+    return bool(hours) and any(start <= hour_of_day % 24.0 < end for start, end in hours)

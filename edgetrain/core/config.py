@@ -148,7 +148,7 @@ class Availability:
         return 3.0 if self.shape is None else float(self.shape)
 
 
-def _hour_windows(value) -> tuple[tuple[float, float], ...]:
+def _hour_windows(value, key: str = "hours") -> tuple[tuple[float, float], ...]:
     """[[start_h, end_h], ...] within one day, increasing and disjoint."""
     ok = isinstance(value, (list, tuple)) and len(value) > 0
     windows = []
@@ -162,7 +162,7 @@ def _hour_windows(value) -> tuple[tuple[float, float], ...]:
             ok = False
             break
         windows.append((start, end))
-    _check(ok, "hours", f"must be a list of [start_h, end_h] windows with 0 <= start < end <= 24, increasing "
+    _check(ok, key, f"must be a list of [start_h, end_h] windows with 0 <= start < end <= 24, increasing "
                         f"and disjoint, got {value!r}")
     return tuple(windows)
 
@@ -191,6 +191,12 @@ class DeviceConfig:
     """Charge at the start of the scenario, percent."""
     availability: Availability = field(default_factory=Availability)
     """When the device is online."""
+    charging_hours: Optional[tuple] = None
+    """Battery devices: [start_h, end_h] windows of the day (0-24) when the device is plugged in: its
+    battery charges at `charge_w` minus what it draws, and a device that ran flat comes back once charged
+    to 20% (a phone on its charger at night, a laptop at its desk). Default: never plugged in."""
+    charge_w: float = 10.0
+    """Battery devices: charger power into the battery while plugged in, W (default 10: a 5 V, 2 A charger)."""
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").isalnum(), "name",
@@ -210,6 +216,10 @@ class DeviceConfig:
             _positive(self.battery_wh, "battery_wh")
         _check(isinstance(self.battery_initial_pct, (int, float)) and 0 < self.battery_initial_pct <= 100,
                "battery_initial_pct", f"must be in (0, 100], got {self.battery_initial_pct!r}")
+        _positive(self.charge_w, "charge_w")
+        if self.charging_hours is not None:
+            _check(self.battery_wh is not None, "charging_hours", "needs battery_wh (only a battery charges)")
+            object.__setattr__(self, "charging_hours", _hour_windows(self.charging_hours, "charging_hours"))
 
 
 # Share of the machine kept for the coordinator and the test runner (DESIGN.md).

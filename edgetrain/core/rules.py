@@ -1,8 +1,10 @@
 """Rules of the fleet that the runtime, the emulated testbed and the simulator must agree on, kept in
 one place so that they cannot drift apart."""
 
-# Below this charge a battery device leaves for good (the testbed cuts it off; the simulator drops it).
+# Below this charge a battery device leaves (the testbed cuts it off; the simulator drops it), until a
+# charger brings it back to BATTERY_RETURN_PCT (a device that never charges is gone for good).
 BATTERY_CUTOFF_PCT = 10.0
+BATTERY_RETURN_PCT = 20.0
 
 # Seconds of missed heartbeats after which the coordinator declares a device lost (a broken connection
 # is noticed at once); the simulator charges this much detection time for every failure.

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 
-from edgetrain.core.availability import availability_events
+from edgetrain.core.availability import availability_events, within_hours
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.power import profile_energy_j
-from edgetrain.core.rules import BATTERY_CUTOFF_PCT
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT
 from edgetrain.emulation.network import EdgeNetwork
 
 log = logging.getLogger("edgetrain.emulation")
@@ -45,6 +45,8 @@ class Testbed:
         self.network = EdgeNetwork(scenario)
         self.online = {d.name: True for d in scenario.devices}
         self.battery_pct = {d.name: d.battery_initial_pct for d in scenario.devices if d.battery_wh}
+        self.trace_online = {d.name: True for d in scenario.devices}  # what the availability trace says now
+        self._ran_flat: dict[str, bool] = {}
         self.listeners: list[Callable[[str, bool], None]] = []
         self._workers: dict[str, object] = {}
         self._lock = threading.RLock()
@@ -153,6 +155,10 @@ class Testbed:
                     pass
         worker = self._workers.pop(device, None)
         if worker is not None:
+            # A worker started a moment ago may not have joined its host's cgroup yet when the list above
+            # was read: kill it by its own handle too, or the wait below would never return.
+            if worker.poll() is None:
+                worker.kill()
             worker.wait()
 
     def kill_worker(self, device: str) -> None:
@@ -191,8 +197,10 @@ class Testbed:
                 self._stop.wait(min(0.2, (t - self.scenario_time()) / self.time_scale + 0.001))
             if self._stop.is_set():
                 return
-            if online and device in self.battery_pct and self.battery_pct[device] < BATTERY_CUTOFF_PCT:
-                continue  # a flat battery keeps the device off
+            self.trace_online[device] = online
+            if online and device in self.battery_pct and self.battery_pct[device] < BATTERY_RETURN_PCT \
+                    and self._ran_flat.get(device):
+                continue  # a flat battery keeps the device off until a charger brings it back
             self.set_online(device, online)
 
     def _battery_file(self, device: str) -> Path:
@@ -204,29 +212,41 @@ class Testbed:
 
     def _drain_batteries(self, tick_s: float = 1.0) -> None:
         """Each device's battery pays for the energy its host spends: profile power over the host's
-        cgroup CPU time and its link's bytes. Below the cutoff the device goes offline."""
+        cgroup CPU time and its link's bytes. Below the cutoff the device goes offline. While plugged in
+        (`charging_hours`, in scenario time) it gains `charge_w` over real seconds, online or not, and a
+        device that ran flat comes back at BATTERY_RETURN_PCT if its availability has it online."""
         last = {d: (time.monotonic(), self.network.cpu_seconds(d), *self.network.traffic_bytes(d))
                 for d in self.battery_pct}
         while not self._stop.wait(tick_s):
             for device in list(self.battery_pct):
+                config = self.scenario.device(device)
                 now, cpu = time.monotonic(), self.network.cpu_seconds(device)
                 sent, recv = self.network.traffic_bytes(device)
                 t0, cpu0, sent0, recv0 = last[device]
                 last[device] = (now, cpu, sent, recv)
-                if not self.online[device]:
+                capacity_j = config.battery_wh * 3600
+                hour = self.scenario.start_hour + self.scenario_time() / 3600.0
+                joules = -config.charge_w * (now - t0) if within_hours(config.charging_hours, hour) else 0.0
+                if self.online[device]:
+                    profile = get_profile(config.profile)
+                    joules += profile_energy_j(
+                        idle_w=profile.idle_power_w.value, active_w=profile.active_power_w.value,
+                        tx_j_per_byte=profile.radio_tx_j_per_byte.value,
+                        rx_j_per_byte=profile.radio_rx_j_per_byte.value, cores=self.cores(device),
+                        wall_s=now - t0, cpu_s=cpu - cpu0, bytes_sent=sent - sent0, bytes_recv=recv - recv0)
+                if not joules:
                     continue
-                profile = get_profile(self.scenario.device(device).profile)
-                joules = profile_energy_j(
-                    idle_w=profile.idle_power_w.value, active_w=profile.active_power_w.value,
-                    tx_j_per_byte=profile.radio_tx_j_per_byte.value, rx_j_per_byte=profile.radio_rx_j_per_byte.value,
-                    cores=self.cores(device), wall_s=now - t0, cpu_s=cpu - cpu0, bytes_sent=sent - sent0,
-                    bytes_recv=recv - recv0)
-                capacity_j = self.scenario.device(device).battery_wh * 3600
-                self.battery_pct[device] = max(0.0, self.battery_pct[device] - 100 * joules / capacity_j)
+                self.battery_pct[device] = min(100.0, max(0.0, self.battery_pct[device] - 100 * joules / capacity_j))
                 self._write_battery(device)
-                if self.battery_pct[device] < BATTERY_CUTOFF_PCT:
+                if self.online[device] and self.battery_pct[device] < BATTERY_CUTOFF_PCT:
                     log.warning("%s: battery at %.1f%%, going offline", device, self.battery_pct[device])
+                    self._ran_flat[device] = True
                     self.set_online(device, False)
+                elif self._ran_flat.get(device) and self.battery_pct[device] >= BATTERY_RETURN_PCT:
+                    self._ran_flat[device] = False
+                    if self.trace_online[device]:
+                        log.info("%s: charged to %.1f%%, back online", device, self.battery_pct[device])
+                        self.set_online(device, True)
 
     def facts(self) -> dict:
         """What the emulation really did, for every result file."""

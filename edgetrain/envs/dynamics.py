@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetrain.core.availability import sample_trace
-from edgetrain.core.rules import BATTERY_CUTOFF_PCT, HEARTBEAT_TIMEOUT_S
+from edgetrain.core.availability import hours_overlap_s, sample_trace, within_hours
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT, HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
 
@@ -66,8 +66,12 @@ class SimDynamics(Dynamics):
     traces sampled per episode, batteries that drain with the predicted energy. A device that leaves
     during an interval costs the work since the last checkpoint, the detection time and the idle power
     of the plan's devices meanwhile. Batteries, as on the testbed: every online battery device pays
-    its idle power, a plan's members their predicted energy; one that crosses the cutoff leaves for
-    good at that moment (a member's crossing fails the interval there)."""
+    its idle power, a plan's members their predicted energy; one that crosses the cutoff leaves at that
+    moment (a member's crossing fails the interval there). While plugged in (`charging_hours`) a battery
+    gains `charge_w` (online or not); a device that ran flat returns, when its availability has it
+    online, at the first decision after its charge reaches BATTERY_RETURN_PCT. (Whether a member is
+    plugged in is read at the interval's start for its cutoff time, and the charge is settled per
+    interval: windows are hours, intervals seconds.)"""
 
     measured = False
 
@@ -202,12 +206,16 @@ class SimDynamics(Dynamics):
             if capacity is None:
                 continue
             budget_j = (state.world.battery[i] - BATTERY_CUTOFF_PCT / 100.0) * capacity
-            idle_w = self.fleet.powers[i].idle_power_w.value
-            training_w = per_step_energy[index] / step_time
+            device = self.fleet.scenario.devices[i]
+            charging_w = device.charge_w if within_hours(device.charging_hours, self._hour(state.world.t)) else 0.0
+            idle_w = self.fleet.powers[i].idle_power_w.value - charging_w
+            training_w = per_step_energy[index] / step_time - charging_w
             if budget_j <= idle_w * switch_s:
                 cut_s = max(budget_j, 0.0) / idle_w
+            elif training_w <= 0:  # the charger outpaces training: it never runs flat
+                continue
             else:
-                cut_s = switch_s + (budget_j - idle_w * switch_s) / training_w
+                cut_s = switch_s + (budget_j - max(idle_w, 0.0) * switch_s) / training_w
             earliest = min(earliest, state.world.t + cut_s)
         return earliest
 
@@ -233,18 +241,26 @@ class SimDynamics(Dynamics):
         return IntervalOutcome(str(resolved.plan), int(p["failed"]), p["switched"], p["duration_s"] + waited,
                                p["energy_j"], p["samples"], p["lost_steps"], self.world(t, available, battery))
 
+    def _hour(self, t: float) -> float:
+        return self.fleet.scenario.start_hour + t / 3600.0
+
     def _drain(self, battery: tuple[float, ...], resolved: ResolvedPlan, p: dict, start: float) -> tuple[float, ...]:
         charge = list(battery)
+        end = start + p["duration_s"]
         for i in range(self.fleet.n):
             capacity = self.fleet.battery_j[i]
             if capacity is None:
                 continue
+            device = self.fleet.scenario.devices[i]
             idle_w = self.fleet.powers[i].idle_power_w.value
             if i in resolved.slots:
                 spent = p["per_step_energy_j"][resolved.slots.index(i)] * p["compute_steps"] + p["idle_s"] * idle_w
             else:  # not training, but on and drawing its idle power while online (as on the testbed)
-                spent = idle_w * self.online_seconds(i, start, start + p["duration_s"])
-            charge[i] = max(0.0, charge[i] - spent / capacity)
+                spent = idle_w * self.online_seconds(i, start, end)
+            charged = device.charge_w * hours_overlap_s(device.charging_hours, self.fleet.scenario.start_hour, start, end)
+            charge[i] = min(1.0, max(0.0, charge[i] + (charged - spent) / capacity))
             if charge[i] < BATTERY_CUTOFF_PCT / 100.0:
-                self.flat[i] = True  # below the cutoff the device leaves for good (as on the testbed)
+                self.flat[i] = True  # below the cutoff the device leaves (as on the testbed)
+            elif self.flat[i] and charge[i] >= BATTERY_RETURN_PCT / 100.0:
+                self.flat[i] = False  # charged enough: back when its availability has it online
         return tuple(charge)

@@ -12,7 +12,6 @@ from gymnasium import spaces
 from edgetrain.core.calibration import default_calibration_path, load_calibration
 from edgetrain.core.config import Availability, Scenario
 from edgetrain.core.objective import EnergyTimeCost
-from edgetrain.core.plans import PLAN_KINDS
 from edgetrain.core.scenario import load_scenario
 from edgetrain.envs.actions import MAX_DEVICES
 from edgetrain.envs.candidates import CANDIDATE_FEATURES, JOB_FEATURES, MAX_CANDIDATES, CandidateOffer, job_features

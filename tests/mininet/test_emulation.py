@@ -255,3 +255,28 @@ def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
     finally:
         env.close()
     assert _own_leftovers(prefix) == []
+
+
+def test_a_flat_battery_device_comes_back_once_its_charger_has_charged_it(tmp_path):
+    """charging_hours on the testbed: the phone runs flat before its charging window, the window opens
+    (scenario time), its charger brings it back to 20% and the testbed brings it back online."""
+    from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT
+    from edgetrain.core.scenario import parse_scenario
+    from edgetrain.emulation.testbed import Testbed
+    # 67.5 J: at 11% the phone's idle 0.3 W takes it below 10% in about 2 s; the window opens 15 s into
+    # the job (23:59:45 + 15 s = midnight) and 1 W of charger brings it to 20% in about 7 s.
+    text = open(TINY).read().replace(
+        "{name: c, profile: raspberry-pi-4, cpu_share: 0.2, bandwidth_mbps: 20}",
+        "{name: c, profile: smartphone, cpu_share: 0.2, bandwidth_mbps: 20, battery_wh: 0.01875, "
+        "battery_initial_pct: 11, charging_hours: [[0, 6]], charge_w: 1.0}") + "start_hour: 23.9958333\n"
+    scenario = parse_scenario(text, str(tmp_path / "s.yaml"))
+    changes = []
+    with Testbed(scenario, tmp_path / "tb", "t" * 32) as testbed:
+        testbed.listeners.append(lambda device, online: changes.append((device, online, testbed.scenario_time(),
+                                                                       testbed.battery_pct.get(device))))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and [c[1] for c in changes if c[0] == "c"] != [False, True]:
+            time.sleep(0.1)
+    went, back = [c for c in changes if c[0] == "c"][:2]
+    assert not went[1] and went[3] < BATTERY_CUTOFF_PCT and went[2] < 15.0  # flat before the window opened
+    assert back[1] and back[3] >= BATTERY_RETURN_PCT and back[2] >= 15.0  # charged in the window, back

@@ -55,6 +55,12 @@ def test_good_scenario_parses_with_defaults():
     (_availability("{kind: markov, mean_up_s: 5, mean_down_s: 5, shape: 2}"),
      "x.yaml: devices[0].availability.shape: does not apply to availability kind 'markov'"),
     (GOOD + "start_hour: 25\n", "x.yaml: start_hour: must be a number of hours from 0 to 24"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, charging_hours: [[0, 6]]"),
+     "x.yaml: devices[0].charging_hours: needs battery_wh"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, battery_wh: 5, charging_hours: [[6, 0]]"),
+     "x.yaml: devices[0].charging_hours: must be a list of [start_h, end_h] windows"),
+    (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, battery_wh: 5, charge_w: 0"),
+     "x.yaml: devices[0].charge_w: must be a positive number"),
     ("name: [unclosed", "x.yaml: not valid YAML at line 1"),
     ("- just a list", "x.yaml: the top level must be a mapping"),
 ])
@@ -79,7 +85,7 @@ def test_cli_reports_a_bad_scenario_in_one_sentence_with_exit_code_2(tmp_path):
     assert result.stderr.strip().splitlines() == [f"edgetrain: error: {bad}: devices[0].wings: unknown key "
                                                   "(expected one of name, profile, cpu_share, bandwidth_mbps, "
                                                   "delay_ms, loss_pct, memory_mb, battery_wh, "
-                                                  "battery_initial_pct, availability)"]
+                                                  "battery_initial_pct, availability, charging_hours, charge_w)"]
 
 
 def test_cli_reports_a_missing_scenario_file(tmp_path):

@@ -162,3 +162,42 @@ def test_a_reset_on_a_scenario_parsed_from_text_is_the_same_as_from_its_file(tmp
     first = EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION)
     second = EdgeTrainEnv(scenario=parse_scenario(path.read_text(), str(path)), calibration=TINY_CALIBRATION)
     assert np.array_equal(first.reset(seed=1)[0], second.reset(seed=1)[0])
+
+
+def test_a_charger_keeps_a_training_battery_device_up_and_brings_a_flat_one_back(tmp_path):
+    """charging_hours in the simulator: plugged in all day with a charger stronger than its draw, the
+    Pi trains 200 steps without leaving; plugged in only after a while, it runs flat, charges, and is
+    available again once at 20%."""
+    from edgetrain.core.rules import BATTERY_RETURN_PCT
+    plugged = scenario_with(tmp_path, {"bandwidth_mbps: 20}": "bandwidth_mbps: 20, battery_wh: 0.02, "
+                                                              "battery_initial_pct: 15, charging_hours: [[0, 24]], "
+                                                              "charge_w: 50}"})
+    env = EdgeTrainEnv(scenario=str(plugged), calibration=TINY_CALIBRATION, noise=0.0, decision_steps=200)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.resolve("local", [2]))
+    assert info["failures"] == 0 and env.state.world.battery[2] > 0.15  # charged while training
+    later = scenario_with(tmp_path, {"bandwidth_mbps: 20}": "bandwidth_mbps: 20, battery_wh: 0.02, "
+                                                            "battery_initial_pct: 15, charging_hours: [[0.05, 24]], "
+                                                            "charge_w: 2}",
+                                     "target_samples: 1200": "target_samples: 1000000"})
+    env = EdgeTrainEnv(scenario=str(later), calibration=TINY_CALIBRATION, noise=0.0, decision_steps=50)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.resolve("local", [2]))
+    assert info["failures"] == 1 and "c" not in env.available_devices()  # flat before 0:03
+    seen_back = False
+    for _ in range(400):  # the others train; from 0:03 the Pi charges at 2 W
+        env.step(env.resolve("local", [0]))
+        if "c" in env.available_devices():
+            seen_back = True
+            break
+    assert seen_back and env.state.world.battery[2] >= BATTERY_RETURN_PCT / 100
+    assert env.state.world.t >= 0.05 * 3600
+
+
+def test_plugged_seconds_count_the_daily_windows_across_midnight():
+    from edgetrain.core.availability import hours_overlap_s
+    night = ((0.0, 6.0), (22.0, 24.0))
+    assert hours_overlap_s(night, 21.0, 0.0, 3 * 3600.0) == pytest.approx(2 * 3600.0)  # 21:00-24:00
+    assert hours_overlap_s(night, 23.0, 0.0, 8 * 3600.0) == pytest.approx(7 * 3600.0)  # 23:00-7:00
+    assert hours_overlap_s(night, 12.0, 0.0, 36 * 3600.0) == pytest.approx(10 * 3600.0)  # noon to the next midnight: 2 + 6 + 2 h
+    assert hours_overlap_s(None, 0.0, 0.0, 1e6) == 0.0
