@@ -63,3 +63,31 @@ def test_without_hardware_counters_the_profile_meter_is_used(tmp_path):
     assert select_meter(PROFILE, use_hardware=True, sysfs=tmp_path).name == "profile"
     _rapl(tmp_path, 10)
     assert select_meter(PROFILE, use_hardware=False, sysfs=tmp_path).name == "profile"
+
+
+class _FakeNvml:
+    """pynvml's energy counter API over a GPU whose counter the test advances (millijoules)."""
+
+    def __init__(self):
+        self.mj = 1000
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
+        return self.mj
+
+
+def test_an_nvidia_gpu_is_metered_without_rapl(tmp_path, monkeypatch):
+    """Before: NVML was only consulted when RAPL counters existed, so a GPU host without RAPL got the
+    profile meter. Now every meter present counts: NVML alone, or summed with RAPL."""
+    from edgetrain.runtime.device.energy import NvmlMeter, SumMeter
+    fake = _FakeNvml()
+    monkeypatch.setattr(NvmlMeter, "detect", classmethod(lambda cls: cls(fake, ["gpu0"])))
+    meter = select_meter(PROFILE, use_hardware=True, sysfs=tmp_path)  # no RAPL zones in this sysfs
+    assert isinstance(meter, NvmlMeter) and meter.name == "nvml"
+    fake.mj += 2500
+    assert meter.measure(Usage(1, 1, 0, 0)) == pytest.approx(2.5)
+    zone = _rapl(tmp_path, 100)
+    both = select_meter(PROFILE, use_hardware=True, sysfs=tmp_path)
+    assert isinstance(both, SumMeter)
+    (zone / "energy_uj").write_text("600")
+    fake.mj += 1000
+    assert both.measure(Usage(1, 1, 0, 0)) == pytest.approx(500e-6 + 1.0)

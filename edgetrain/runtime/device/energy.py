@@ -4,7 +4,7 @@
   The only meter in emulation (and with the local backend, where several emulated devices share one
   machine and a hardware counter could not tell them apart).
 - `rapl`: Linux powercap (Intel/AMD RAPL) package energy counters, on a real x86 device.
-- `nvml`: NVIDIA GPU energy counters through pynvml, added to RAPL when both exist.
+- `nvml`: NVIDIA GPU energy counters through pynvml, alone or added to RAPL when both exist.
 - `jetson-rails`: the INA3221 power monitors of Jetson boards (board input rail), sampled and integrated.
 
 Hardware meters measure what their sensor covers (RAPL: the CPU package and DRAM, not the radio); the
@@ -132,7 +132,7 @@ class NvmlMeter(EnergyMeter):
 
     def measure(self, usage: Usage) -> float:
         now = [self.nvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self.handles]
-        joules = sum(n - l for n, l in zip(now, self.last)) / 1e3  # millijoules
+        joules = sum(n - last for n, last in zip(now, self.last)) / 1e3  # millijoules
         self.last = now
         return joules
 
@@ -218,13 +218,16 @@ class JetsonRailMeter(EnergyMeter):
 
 
 def select_meter(profile: PowerProfile, use_hardware: bool, sysfs: Path = Path("/sys")) -> EnergyMeter:
-    """A hardware meter when asked for and present, else the profile meter."""
+    """When asked for hardware meters: the Jetson board's input rail (it covers the whole board, GPU
+    included), else every meter present of RAPL (CPU package) and NVML (NVIDIA GPUs), summed; else, or
+    when not asked, the profile meter. (NVML alone counts: a host with a GPU and no RAPL counters.)"""
     if use_hardware:
         jetson = JetsonRailMeter.detect(sysfs)
         if jetson is not None:
             return jetson
-        rapl = RaplMeter.detect(sysfs)
-        if rapl is not None:
-            nvml = NvmlMeter.detect()
-            return SumMeter([rapl, nvml]) if nvml is not None else rapl
+        present = [meter for meter in (RaplMeter.detect(sysfs), NvmlMeter.detect()) if meter is not None]
+        if len(present) == 1:
+            return present[0]
+        if present:
+            return SumMeter(present)
     return ProfileMeter(profile)
