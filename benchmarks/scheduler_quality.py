@@ -120,10 +120,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         policy = args.policy
         if policy is None:
-            from edgetrain.agents.train import TrainConfig, train
+            from edgetrain.agents.train import Task, TrainConfig, train
             log(f"training a policy on {TRAINED_ON}: {args.timesteps} simulator steps")
             started = time.perf_counter()
-            policy, _, _ = train(TRAINED_ON, load_calibration(default_calibration_path(load_scenario(TRAINED_ON))),
+            trained_on = load_scenario(TRAINED_ON)
+            policy, _, _ = train([Task(trained_on, load_calibration(default_calibration_path(trained_on)))],
                                  str(Path(tmp) / "policy"), TrainConfig(timesteps=args.timesteps, seed=args.seed),
                                  logdir=str(Path(tmp) / "logs"), progress_bar=False)
             report["training"] = {"timesteps": args.timesteps, "seed": args.seed,

@@ -13,18 +13,20 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.logger import HParam
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from torch import nn
 
 from edgetrain.core.plans import PLAN_KINDS
+from edgetrain.core.config import Scenario
 from edgetrain.core.scenario import load_scenario
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
@@ -85,17 +87,19 @@ REFERENCES = ("greedy", "heuristic", "clairvoyant")
 """Drawn in the learning curve (TensorBoard and PNG): what the policy must beat, and the clairvoyant bound."""
 
 
-def reference_costs(scenario, calibration, config: TrainConfig, episodes: int = 8) -> dict:
-    """Zeus cost per sample of each reference on simulated jobs like the training ones (the same fleet
-    variation), mean and spread over `episodes` seeded episodes: the lines a learning curve is read against."""
+def reference_costs(tasks: list, config: TrainConfig, episodes: int = 8) -> dict:
+    """Zeus cost per sample of each reference on simulated jobs like the training ones (the tasks in turn,
+    the same fleet variation), mean and spread over `episodes` seeded episodes: the lines a learning
+    curve is read against."""
     from edgetrain.agents.baselines import BASELINES
     from edgetrain.agents.evaluate import run_episode
-    env = EdgeTrainEnv(scenario=scenario, calibration=calibration, decision_steps=config.decision_steps,
-                       vary_fleet=config.vary_fleet)
+    envs = [EdgeTrainEnv(scenario=t.scenario, calibration=t.calibration, decision_steps=config.decision_steps,
+                         vary_fleet=config.vary_fleet) for t in tasks]
     out = {}
     for name in REFERENCES:
         act = BASELINES[name](config.seed)
-        costs = [run_episode(env, act, 7_000_000 + config.seed * 1000 + e)["zeus_cost"] for e in range(episodes)]
+        costs = [run_episode(envs[e % len(envs)], act, 7_000_000 + config.seed * 1000 + e)["zeus_cost"]
+                 for e in range(episodes)]
         costs = [c for c in costs if c == c]  # jobs that trained nothing have no cost per sample
         out[name] = {"mean": float(np.mean(costs)), "std": float(np.std(costs)), "episodes": len(costs)}
     return out
@@ -157,31 +161,56 @@ class HParamCallback(BaseCallback):
         return True
 
 
-def train(scenario: str | None, calibration, out: str, config: TrainConfig, logdir: str = "training_logs",
-          progress_bar: bool = True, on_online_start=lambda: None) -> tuple[Path, Path, Path]:
-    """Train and save; returns the paths of policy.zip, policy.onnx and the TensorBoard run.
-    `on_online_start` is called when the simulator part is done and online fine-tuning begins."""
+@dataclass(frozen=True)
+class Task:
+    """One scenario and the calibration of its simulator: what a policy trains on."""
+
+    scenario: Scenario
+    calibration: dict
+
+
+def general_tasks() -> list[Task]:
+    """What the general policy trains on: every built-in scenario that ships a calibration (fleets and
+    models of several families, so that the policy learns what carries over)."""
+    from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.core.scenario import builtin_scenarios
+    tasks = []
+    for name in builtin_scenarios():
+        scenario = load_scenario(name)
+        path = Path(default_calibration_path(scenario))
+        if path.is_file():
+            tasks.append(Task(scenario, load_calibration(str(path))))
+    return tasks
+
+
+def train(tasks: list[Task], out: str, config: TrainConfig, logdir: str = "training_logs",
+          progress_bar: bool = True, on_online_start=lambda: None, init: str | None = None) -> tuple[Path, Path, Path]:
+    """Train on `tasks` (simulators spread over them, one scenario per simulator in turn) and save;
+    returns the paths of policy.zip, policy.onnx and the TensorBoard run. `init`: start from this policy
+    (fine-tuning: no imitation). Online fine-tuning runs on the first task's testbed. `on_online_start`
+    is called when the simulator part is done and online fine-tuning begins."""
     # The policy is a small MLP: one thread is fastest, and leaves the other cores to the testbed.
     torch.set_num_threads(1)
-    scenario_obj = load_scenario(scenario)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = make_vec_env(EdgeTrainEnv, n_envs=config.n_envs, seed=config.seed,
-                       env_kwargs={"scenario": scenario_obj, "calibration": calibration,
-                                   "decision_steps": config.decision_steps, "vary_fleet": config.vary_fleet},
-                       vec_env_cls=SubprocVecEnv if config.subproc else DummyVecEnv)
+    env_fns = [partial(_monitored_env, tasks[i % len(tasks)], config) for i in range(config.n_envs)]
+    env = (SubprocVecEnv if config.subproc else DummyVecEnv)(env_fns)
+    env.seed(config.seed)
     model = MaskablePPO(
         "MlpPolicy", env, learning_rate=config.learning_rate, n_steps=config.n_steps,
         batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
         clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
         policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=logdir)
-    if config.imitate_steps > 0:
-        imitation = imitate_greedy(model, scenario_obj, calibration, config, progress=_say)
+    if init is not None:
+        _start_from(model, init)
+        _say(f"fine-tuning {init} on {', '.join(t.scenario.name for t in tasks)} (no imitation)")
+    elif config.imitate_steps > 0:
+        imitation = imitate_greedy(model, tasks, config, progress=_say)
         (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
     _say("pricing the references for the learning curve: " + ", ".join(REFERENCES) + " on 8 simulated jobs")
-    references = reference_costs(scenario_obj, calibration, config)
+    references = reference_costs(tasks, config)
     (out_dir / "references.json").write_text(json.dumps(references, indent=2))
-    name = run_name(scenario_obj.name, "maskableppo", config.seed)
+    name = run_name(tasks[0].scenario.name if len(tasks) == 1 else "general", "maskableppo", config.seed)
     checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
                                      save_path=str(out_dir / "checkpoints"), name_prefix="policy")
     model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
@@ -189,30 +218,46 @@ def train(scenario: str | None, calibration, out: str, config: TrainConfig, logd
     env.close()
     if config.online_steps > 0:
         on_online_start()
-        _say(f"fine-tuning online: {config.online_steps} decisions on the live testbed, each training the model "
-             "for real")
-        model = fine_tune_online(model, scenario_obj, calibration, config, name, out_dir, progress_bar)
+        _say(f"fine-tuning online: {config.online_steps} decisions on the live testbed of {tasks[0].scenario.name}, "
+             "each training the model for real")
+        model = fine_tune_online(model, tasks[0].scenario, tasks[0].calibration, config, name, out_dir, progress_bar)
     zip_path = out_dir / "policy.zip"
     model.save(zip_path)
+    (out_dir / "trained_on.json").write_text(json.dumps([t.scenario.name for t in tasks]))
     return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
 
 
-def imitate_greedy(model: MaskablePPO, scenario, calibration, config: TrainConfig,
+def _monitored_env(task: Task, config: TrainConfig):
+    return Monitor(EdgeTrainEnv(scenario=task.scenario, calibration=task.calibration,
+                                decision_steps=config.decision_steps, vary_fleet=config.vary_fleet))
+
+
+def _start_from(model: MaskablePPO, path: str) -> None:
+    """Load another policy's weights into `model` (same layout, checked: one sentence otherwise)."""
+    from edgetrain.agents.policy import load_policy
+    from edgetrain.core.errors import UserError
+    if not path.endswith(".zip"):
+        raise UserError(f"--init {path}: fine-tuning starts from a policy.zip (the ONNX export holds no training state)")
+    load_policy(path).check_fits(model.observation_space.shape[0], int(model.action_space.n))
+    model.policy.load_state_dict(MaskablePPO.load(path, device="cpu").policy.state_dict())
+
+
+def imitate_greedy(model: MaskablePPO, tasks: list[Task], config: TrainConfig,
                    progress=lambda line: None) -> dict:
-    """Behaviour cloning of the greedy planner as a warm start. PPO from scratch tends to settle on one
-    device alone: choosing a good multi-device plan takes a kind and several device bits at once, which
-    random exploration rarely finds. Here the actor learns the greedy planner's actions (maximum
-    likelihood under the masks) and the critic its discounted returns, on simulated episodes with the
-    same fleet variation as training; PPO then starts from a planner and learns where to beat it
-    (plans that lose less when devices leave, switches worth their cost)."""
+    """Behaviour cloning of the greedy planner as a warm start: the actor learns the greedy planner's
+    actions (maximum likelihood under the masks) and the critic its discounted returns, on simulated
+    episodes of the tasks in turn with the same fleet variation as training; PPO then starts from a
+    planner and learns where to beat it (plans that lose less when devices leave, switches worth
+    their cost)."""
     from edgetrain.agents.baselines import make_greedy
-    env = EdgeTrainEnv(scenario=scenario, calibration=calibration, decision_steps=config.decision_steps,
-                       vary_fleet=config.vary_fleet)
+    envs = [EdgeTrainEnv(scenario=t.scenario, calibration=t.calibration, decision_steps=config.decision_steps,
+                         vary_fleet=config.vary_fleet) for t in tasks]
     teacher = make_greedy(config.seed)
     observations, masks, actions, returns = [], [], [], []
     episode = 0
     progress(f"imitating the greedy planner: collecting {config.imitate_steps} simulated decisions")
     while len(observations) < config.imitate_steps:
+        env = envs[episode % len(envs)]
         obs, _ = env.reset(seed=config.seed * 100_003 + episode)
         episode += 1
         rewards = []

@@ -159,11 +159,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from dataclasses import fields
 
-    from edgetrain.core.calibration import default_calibration_path, load_calibration
-    from edgetrain.core.scenario import load_scenario
-    scenario = load_scenario(args.scenario)
-    calibration = load_calibration(args.calibration or default_calibration_path(scenario))
-    from edgetrain.agents.train import TrainConfig, train
+    from edgetrain.core.calibration import check_calibration_matches, default_calibration_path, load_calibration
+    from edgetrain.core.scenario import builtin_scenarios, load_scenario
+    from edgetrain.agents.train import Task, TrainConfig, general_tasks, train
+    if args.scenario is None and args.calibration is None:
+        tasks = general_tasks()  # the general policy: every built-in scenario with its shipped calibration
+    else:
+        calibration = load_calibration(args.calibration) if args.calibration else None
+        name = args.scenario or calibration.get("scenario")
+        if args.scenario is None and name not in builtin_scenarios():
+            raise UserError(f"calibration {args.calibration} was measured on scenario {name!r}, which is not built "
+                            "in: pass --scenario FILE too")
+        scenario = load_scenario(name)
+        calibration = calibration or load_calibration(default_calibration_path(scenario))
+        check_calibration_matches(calibration, scenario)
+        tasks = [Task(scenario, calibration)]
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     values["net_arch"] = tuple(int(x) for x in args.net_arch.split(","))
     if values["timesteps"] < 1 or values["n_envs"] < 1:
@@ -173,8 +183,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if values["online_steps"]:
         from edgetrain.fleet.backends import require_mininet
         require_mininet()
-    zip_path, onnx_path, run = train(args.scenario, calibration, args.out, TrainConfig(**values), logdir=args.logdir,
-                                     progress_bar=not args.no_progress)
+    if values["online_steps"] and len(tasks) > 1:
+        raise UserError("--online-steps fine-tunes on one scenario's testbed: pass --scenario")
+    if args.init:
+        values["imitate_steps"] = 0  # it starts from a trained policy
+    zip_path, onnx_path, run = train(tasks, args.out, TrainConfig(**values), logdir=args.logdir,
+                                     progress_bar=not args.no_progress, init=args.init)
     print(f"policy: {zip_path} and {onnx_path}; TensorBoard run: {run}")
     return 0
 
@@ -461,9 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=cmd_predict)
 
     train = sub.add_parser("train", help="learn a scheduling policy (MaskablePPO on the simulator)")
-    train.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    train.add_argument("--scenario", default=None,
+                       help="train for this scenario (file or built-in name); without it (and without "
+                            "--calibration), the general policy: every built-in scenario with its calibration")
     train.add_argument("--calibration", "--profile", default=None, help="calibration of the simulator "
                                                        "(default: the one shipped with the scenario)")
+    train.add_argument("--init", default=None, help="fine-tune this policy.zip (e.g. the general policy) "
+                                                    "instead of starting from imitation")
     train.add_argument("--out", required=True, help="folder for policy.zip, policy.onnx and checkpoints")
     train.add_argument("--logdir", default="training_logs", help="TensorBoard runs (default: training_logs)")
     train.add_argument("--timesteps", type=int, default=60_000, help="environment steps (default: 60000)")

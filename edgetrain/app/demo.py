@@ -58,8 +58,8 @@ def main() -> int:
     say(f"== 2/5 training a policy: MaskablePPO, {TIMESTEPS} simulator steps")
     if not online:
         say("   (3/5 online fine-tuning skipped: the live testbed needs root)")
-    from edgetrain.agents.train import TrainConfig, train
-    zip_path, onnx_path, run = train(None, calibration, str(out / "policy"),
+    from edgetrain.agents.train import Task, TrainConfig, train
+    zip_path, onnx_path, run = train([Task(scenario, calibration)], str(out / "policy"),
                                      TrainConfig(timesteps=TIMESTEPS, online_steps=online),
                                      on_online_start=lambda: say(f"== 3/5 fine-tuning the policy online: {online} "
                                                                  "decisions on the live testbed"))

@@ -11,7 +11,8 @@ from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("policy")
     logs = tmp_path_factory.mktemp("logs")
-    result = run_cli("train", "--timesteps", "1024", "--n-envs", "2", "--n-steps", "128", "--batch-size", "64",
+    result = run_cli("train", "--scenario", "smart-home", "--timesteps", "1024", "--n-envs", "2", "--n-steps", "128",
+                     "--batch-size", "64",
                      "--n-epochs", "2", "--seed", "3", "--out", str(out), "--logdir", str(logs), "--no-progress",
                      "--checkpoint-every", "512", "--imitate-steps", "2000", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -121,3 +122,28 @@ def test_the_warm_started_policy_plans_like_greedy_on_episodes_it_never_saw(trai
             if terminated:
                 break
     assert same / total >= 0.8, f"the policy chose greedy's plan in {same} of {total} decisions"
+
+
+def test_the_general_policy_trains_on_every_shipped_scenario_and_fine_tunes_from_its_weights(tmp_path):
+    """`edgetrain train` without a scenario trains across the built-in scenarios; `--init` starts a
+    scenario's training from that policy (with a learning rate of 0 it stays that policy exactly)."""
+    import json
+
+    from sb3_contrib import MaskablePPO
+    general, tuned = tmp_path / "general", tmp_path / "tuned"
+    common = ["--n-envs", "4", "--n-steps", "64", "--batch-size", "64", "--n-epochs", "1", "--no-progress",
+              "--logdir", str(tmp_path / "logs")]
+    result = run_cli("train", "--timesteps", "256", "--imitate-steps", "1000", "--out", str(general), *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(json.loads((general / "trained_on.json").read_text())) == {
+        "smart-home", "smart-home-busy", "workshop", "jetson-lab"}
+    result = run_cli("train", "--scenario", "workshop", "--init", str(general / "policy.zip"), "--timesteps", "256",
+                     "--learning-rate", "0", "--out", str(tuned), *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "no imitation" in result.stderr and not (tuned / "imitation.json").exists()
+    before = MaskablePPO.load(general / "policy.zip", device="cpu").policy.state_dict()
+    after = MaskablePPO.load(tuned / "policy.zip", device="cpu").policy.state_dict()
+    for key in before:
+        assert np.array_equal(before[key].numpy(), after[key].numpy()), key
+    refused = run_cli("train", "--online-steps", "2", "--timesteps", "64", "--out", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "pass --scenario" in refused.stderr
