@@ -269,7 +269,10 @@ class EdgeTrainEnv(gym.Env):
         if not self.offered:  # nothing available (a stalled job trains nothing whatever the action)
             fastest = self.fleet.speed_order[0]
             return self.fleet.resolve("local", 1 << fastest)
-        index = int(np.asarray(action).reshape(-1)[0])
+        array = np.asarray(action)
+        if array.size != 1 or not np.issubdtype(array.dtype, np.integer):
+            raise ValueError(f"an action is the index of one offered plan (Discrete({MAX_CANDIDATES})), got {action!r}")
+        index = int(array.reshape(-1)[0])
         if not 0 <= index < len(self.offered):
             raise ValueError(f"action {index} is not offered: {len(self.offered)} plans are (see action_masks())")
         return self.offered[index]

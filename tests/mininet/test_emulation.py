@@ -230,7 +230,6 @@ def test_a_battery_device_drains_at_its_power_and_goes_offline_at_the_cutoff(tmp
 def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
     """check_env's checks on the mininet backend, except step determinism: a live testbed's measured
     time and energy differ from run to run (the sim backend passes all of check_env)."""
-    import numpy as np
     from gymnasium.utils import env_checker
 
     from conftest import TINY_CALIBRATION
@@ -244,11 +243,11 @@ def test_the_live_env_trains_for_real_and_passes_the_env_checks(tmp_path):
         env_checker.env_reset_passive_checker(env)
         obs, _ = env.reset(seed=0)
         assert env.observation_space.contains(obs)
-        obs, reward, terminated, truncated, info = env.step(np.array([2, 1, 1, 1, 0, 0, 0, 0, 0]))  # pp:a,b,c
+        obs, reward, terminated, truncated, info = env.step(env.resolve("pp", [0, 1, 2]))
         assert env.observation_space.contains(obs)
         assert info["measured"] and info["plan"] == "pp:a,b,c" and info["samples"] == 3 * 10
         assert info["energy_j"] > 0 and reward < 0
-        obs, reward, terminated, truncated, info = env.step(np.array([1, 1, 1, 0, 0, 0, 0, 0, 0]))  # dp:a,b
+        obs, reward, terminated, truncated, info = env.step(env.resolve("dp", [0, 1]))
         assert info["plan"] == "dp:a,b" and env.state.samples == 60
         assert info["steps"] == [4, 6]  # the job went on from the pp plan's checkpoint
         prefix = env.dynamics.backend.testbed.network.prefix

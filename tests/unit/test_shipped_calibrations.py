@@ -16,8 +16,11 @@ def test_the_default_env_runs_on_the_shipped_calibration():
     env = EdgeTrainEnv()  # smart-home, edgetrain/scenarios/calibrations/smart-home.json
     check_env(env)
     env.reset(seed=0)
-    _, reward, _, _, info = env.step(np.array([1] + [1] * 5 + [0] * 3))  # dp on every device
-    assert reward < 0 and info["samples"] in (0, 10 * env.batch)
+    chosen = env.resolve("dp", range(env.n))  # dp on every device (those available, when it runs)
+    _, reward, _, _, info = env.step(chosen)
+    assert reward < 0 and info["samples"] in (0, 10 * env.batch) and info["plan"].startswith("dp:")
+    with pytest.raises(ValueError, match="an action is the index of one offered plan"):
+        env.step(np.array([1] + [1] * 5 + [0] * 3))  # the action layout before the job-aware policy
     assert env.calibration["backend"] == "mininet" and len(env.calibration["devices"]) == 5
 
 
