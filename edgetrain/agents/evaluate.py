@@ -147,18 +147,21 @@ def plot_learning_curve(run_dir: Path, path: Path) -> Optional[Path]:
     steps = [p.step for p in points]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [p.value for p in points], label="policy (training episodes)", color="black")
-    colours = {"greedy": "tab:blue", "heuristic": "tab:green", "clairvoyant": "tab:red"}
-    for name, colour in colours.items():
+    # Distinct line styles and widths, so that references that coincide (greedy and the heuristic often
+    # do) stay visible; the spread is drawn as thin lines of the same colour, not a band that hides the curve.
+    styles = {"greedy": ("tab:blue", "-", 3.0), "heuristic": ("tab:green", "--", 1.8),
+              "clairvoyant": ("tab:red", ":", 1.8)}
+    for name, (colour, style, width) in styles.items():
         if f"sched/reference/{name}" not in tags:
             continue
         mean = events.Scalars(f"sched/reference/{name}")[-1].value
-        low = events.Scalars(f"sched/reference/{name}_low")[-1].value
-        high = events.Scalars(f"sched/reference/{name}_high")[-1].value
-        ax.axhline(mean, color=colour, linestyle="--", label=name)
-        ax.axhspan(low, high, color=colour, alpha=0.12)
+        ax.axhline(mean, color=colour, linestyle=style, linewidth=width, alpha=0.8, label=f"{name} {mean:.4f}")
+        for edge in ("low", "high"):
+            ax.axhline(events.Scalars(f"sched/reference/{name}_{edge}")[-1].value, color=colour, linestyle=style,
+                       linewidth=0.6, alpha=0.5)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("Zeus cost per sample (episode mean)")
-    ax.set_title("learning curve, with the references (band: +- one spread over their episodes)")
+    ax.set_title("learning curve and references (thin: +- one spread)", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
