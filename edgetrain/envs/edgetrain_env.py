@@ -38,7 +38,8 @@ class EdgeTrainEnv(gym.Env):
     is about to leave), keeping the current plan when its devices are all there, then the next
     cheapest; sorted by predicted Zeus cost per sample, so index 0 is what greedy would run.
     `action_masks()` (for MaskablePPO) allows the indices that hold an offer (index 0 alone when nothing
-    is offered: no device is left and none will return, and the step trains nothing). If a device of the chosen
+    is offered: no device is left and none will return, and the step trains nothing); an index beyond
+    the offer runs the cheapest offer (every action of the space is valid). If a device of the chosen
     plan is gone by the time it starts (a live fleet moves between observation and action), the plan
     runs on those of its devices still there. Reference planners may pass a `ResolvedPlan` instead of an
     index (`env.resolve(kind, slots)`, `env.candidate_plans()`).
@@ -273,9 +274,11 @@ class EdgeTrainEnv(gym.Env):
         if array.size != 1 or not np.issubdtype(array.dtype, np.integer):
             raise ValueError(f"an action is the index of one offered plan (Discrete({MAX_CANDIDATES})), got {action!r}")
         index = int(array.reshape(-1)[0])
-        if not 0 <= index < len(self.offered):
-            raise ValueError(f"action {index} is not offered: {len(self.offered)} plans are (see action_masks())")
-        return self.offered[index]
+        if not 0 <= index < MAX_CANDIDATES:
+            raise ValueError(f"action {index} is outside Discrete({MAX_CANDIDATES})")
+        # Every action of the space is valid (Gymnasium's contract, and its checker samples unmasked):
+        # an index beyond the offer runs the cheapest offer; the masks keep MaskablePPO off those indices.
+        return self.offered[index] if index < len(self.offered) else self.offered[0]
 
     def _runnable(self, resolved: ResolvedPlan, available: int) -> ResolvedPlan:
         """The plan on those of its devices that are available (all of them, unless the world moved

@@ -113,3 +113,45 @@ def test_a_policy_saved_for_another_layout_is_refused_in_one_sentence(tmp_path):
     assert "was trained for observations of 87 features and 21 action-mask entries, and EdgeTrain-v0 now has " \
            "294 and 16" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_fleet_of_sixteen_devices_is_served_from_device_orderings():
+    """Beyond 8 available devices the plan pool comes from orderings of the devices, not every subset:
+    a 16-device fleet (the tiny fleet's measured devices, each standing for several) resets, offers
+    greedy's plan first, masks, and trains to the end of a job."""
+    import copy
+    import time
+
+    from edgetrain.agents.baselines import make_heuristic
+    from edgetrain.core.calibration import load_calibration
+    from edgetrain.envs.slots import EXHAUSTIVE_UP_TO
+    tiny = load_scenario("tests/data/tiny.yaml")
+    calibration = copy.deepcopy(load_calibration(TINY_CALIBRATION))
+    devices = []
+    for k in range(16):
+        base = tiny.devices[k % 3]
+        devices.append(dataclasses.replace(base, name=f"{base.name}{k}", cpu_share=0.05))
+        calibration["devices"][f"{base.name}{k}"] = calibration["devices"][base.name]
+    for x in devices:
+        for y in devices:
+            if x is not y:
+                calibration["links"][f"{x.name}->{y.name}"] = calibration["links"][
+                    f"{x.name[0]}->{y.name[0]}" if x.name[0] != y.name[0] else "a->b"]
+    scenario = dataclasses.replace(tiny, name="sixteen", devices=tuple(devices))
+    env = EdgeTrainEnv(scenario=scenario, calibration=calibration)
+    obs, _ = env.reset(seed=0)
+    assert env.n == 16 > EXHAUSTIVE_UP_TO
+    started = time.perf_counter()
+    pool = env.candidate_plans()
+    assert time.perf_counter() - started < 30  # not 2^16 subsets
+    assert 16 < len(pool) < 2000  # every device alone, and prefixes of three orderings per kind
+    assert max(len(p.slots) for p in pool) > EXHAUSTIVE_UP_TO  # large plans too (batch 10: dp on 10 at most)
+    assert all(p.prediction.fits and not p.prediction.problems for p in pool)
+    greedy, heuristic = make_greedy(), make_heuristic()
+    for _ in range(200):
+        assert env.offered[0].plan == greedy(env, obs).plan
+        assert env.action_masks().sum() == len(env.offered) <= MAX_CANDIDATES
+        obs, _, terminated, truncated, _ = env.step(heuristic(env, obs))
+        if terminated or truncated:
+            break
+    assert terminated

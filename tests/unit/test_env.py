@@ -27,8 +27,22 @@ def churny_scenario():
     return parse_scenario(text, TINY)
 
 
-def test_check_env_passes(calibration):
-    check_env(EdgeTrainEnv(scenario=TINY, calibration=calibration))
+@pytest.mark.parametrize("seed", range(3))
+def test_check_env_passes(calibration, seed):
+    """Gymnasium's checker steps with unmasked samples of the action space: every index must be valid
+    (once it failed when the sample fell beyond the offer)."""
+    env = EdgeTrainEnv(scenario=TINY, calibration=calibration)
+    env.action_space.seed(seed)
+    check_env(env)
+
+
+def test_an_index_beyond_the_offer_runs_the_cheapest_offer(calibration):
+    env = EdgeTrainEnv(scenario=TINY, calibration=calibration, noise=0.0)
+    env.reset(seed=0)
+    assert len(env.offered) < 16
+    cheapest = env.offered[0].plan
+    _, _, _, _, info = env.step(15)
+    assert info["plan"] == str(cheapest)
 
 
 def test_same_seed_same_rollout(calibration):
