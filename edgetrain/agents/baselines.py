@@ -10,9 +10,9 @@ Rules a person could run by hand:
 - greedy: at every decision the plan with the lowest predicted Zeus cost per sample on the devices
   available now, from the cost model (what a static auto-parallel planner does).
 - heuristic: the strongest simple rule we can write, greedy tuned with what the scenario says about
-  its devices (no clairvoyance): a plan's price includes its risk (each Markov member's leave rate,
-  1 / mean_up_s, times what a loss costs: half a checkpoint interval of work, the heartbeat timeout and
-  a restart); a battery device below a reserve (30%) and off its charger is left out while others can
+  its devices (no clairvoyance): a plan's price includes its risk (the chance that a member leaves
+  within the interval, from its availability process and how long it has been up, times what a loss
+  costs: half a checkpoint interval of work, the heartbeat timeout and a restart); a battery device below a reserve (30%) and off its charger is left out while others can
   train; and the
   current plan is kept unless switching pays back (the gain per sample over the samples the new plan
   is expected to train before a member leaves exceeds the switch's cost).
@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgetrain.core.availability import within_hours
+from edgetrain.core.availability import leave_probability, within_hours
 from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.actions import random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
@@ -105,18 +105,29 @@ def leave_rate_per_s(env: EdgeTrainEnv, slot: int) -> float:
     return 1.0 / availability.mean_up_s if availability.kind in ("markov", "sessions") else 0.0
 
 
+def leave_chance(env: EdgeTrainEnv, resolved: ResolvedPlan, within_s: float) -> float:
+    """The chance that a member of the plan leaves within `within_s`, from what the scenario says of each
+    device's availability and how long it has been up (as the policy's observation gives it)."""
+    world, devices, hour = env.state.world, env.fleet.scenario.devices, env.hour_of_day()
+    stays = 1.0
+    for i in resolved.slots:
+        stays *= 1.0 - leave_probability(devices[i].availability, world.up_for_s[i], within_s, hour)
+    return 1.0 - stays
+
+
 def risk_adjusted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:
-    """Predicted cost per sample plus the expected cost of losing a member: the plan's leave rate times
-    what a loss costs (half a checkpoint interval of work redone, the heartbeat timeout and a restart
-    with the members idle)."""
+    """Predicted cost per sample plus the expected cost of losing a member within the next interval: the
+    chance that one leaves (its availability process and its age) times what a loss costs (half a
+    checkpoint interval of work redone, the heartbeat timeout and a restart with the members idle)."""
     prediction = resolved.prediction
-    rate = sum(leave_rate_per_s(env, i) for i in resolved.slots)
+    interval_s = env.rules.switch_s + env.decision_steps * prediction.step_time_s
     lost_s = env.rules.checkpoint_every / 2 * prediction.step_time_s
     stall_s = HEARTBEAT_TIMEOUT_S + env.rules.switch_s
     loss_cost = env.objective.zeus_cost(lost_s / prediction.step_time_s * prediction.total_energy_j
                                         + stall_s * resolved.idle_w, lost_s + stall_s)
     per_second = env.objective.zeus_cost(prediction.total_energy_j, prediction.step_time_s) / prediction.step_time_s
-    return (per_second + rate * loss_cost) * prediction.step_time_s / env.batch
+    risk_per_second = leave_chance(env, resolved, interval_s) * loss_cost / interval_s
+    return (per_second + risk_per_second) * prediction.step_time_s / env.batch
 
 
 def make_heuristic(seed: int = 0, reserve: float = BATTERY_RESERVE) -> Policy:
