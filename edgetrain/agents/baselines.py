@@ -70,9 +70,9 @@ def fastest_single(env: EdgeTrainEnv, obs: np.ndarray):
 
 
 def predicted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:
-    """Zeus cost per sample of one step of the plan, as the cost model predicts it."""
-    prediction = resolved.prediction
-    return env.objective.zeus_cost(prediction.total_energy_j, prediction.step_time_s) / env.batch
+    """Zeus cost per sample of one step of the plan, as the cost model predicts it (the env's figure, the
+    one its offer is sorted by)."""
+    return env.predicted_cost_per_sample(resolved)
 
 
 def cheapest_plan(env: EdgeTrainEnv, available: int, cache: dict) -> ResolvedPlan:

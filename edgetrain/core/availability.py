@@ -179,5 +179,10 @@ def hours_overlap_s(hours: tuple | None, start_hour: float, t0_s: float, t1_s: f
     return total
 
 
+def hour_of_day(start_hour: float, t_s: float) -> float:
+    """The time of day, in hours, `t_s` seconds into a job that started at `start_hour` o'clock."""
+    return (start_hour + t_s / 3600.0) % 24.0
+
+
 def within_hours(hours: tuple | None, hour_of_day: float) -> bool:
     return bool(hours) and any(start <= hour_of_day % 24.0 < end for start, end in hours)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from edgetrain.core.availability import availability_events, within_hours
+from edgetrain.core.availability import availability_events, hour_of_day, within_hours
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.power import profile_energy_j
@@ -225,7 +225,7 @@ class Testbed:
                 t0, cpu0, sent0, recv0 = last[device]
                 last[device] = (now, cpu, sent, recv)
                 capacity_j = config.battery_wh * 3600
-                hour = self.scenario.start_hour + self.scenario_time() / 3600.0
+                hour = hour_of_day(self.scenario.start_hour, self.scenario_time())
                 joules = -config.charge_w * (now - t0) if within_hours(config.charging_hours, hour) else 0.0
                 if self.online[device]:
                     profile = get_profile(config.profile)

@@ -98,7 +98,7 @@ class CandidateOffer:
     # --- what the policy sees ------------------------------------------------------------------------------
     def _static_features(self, resolved: ResolvedPlan) -> np.ndarray:
         """Features that depend on the plan alone: its kind, size, communication share, memory headroom,
-        and the battery share one interval of it drains from each member (inf for mains power)."""
+        and the largest battery share one interval of it drains from a member (0 with no battery member)."""
         cached = self._static.get(resolved.plan)
         if cached is None:
             prediction = resolved.prediction

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetrain.core.availability import hours_overlap_s, sample_trace, within_hours
+from edgetrain.core.availability import hour_of_day, hours_overlap_s, sample_trace, within_hours
 from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT, HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
@@ -98,7 +98,7 @@ class SimDynamics(Dynamics):
             self.flips.append(times)
             self.up_at_0.append(bool(intervals) and intervals[0][0] <= 0.0)
             self.up_since.append(min(intervals[0][0], 0.0) if self.up_at_0[-1] else 0.0)
-        self.flat = [False] * fleet.n  # batteries run down: gone for the rest of the job
+        self.flat = [False] * fleet.n  # batteries run down: gone until a charger brings them back
         battery = tuple(1.0 if capacity is None else device.battery_initial_pct / 100.0
                         for capacity, device in zip(fleet.battery_j, scenario.devices))
         t, _, available = self._wait_for_a_device(0.0)
@@ -207,7 +207,7 @@ class SimDynamics(Dynamics):
                 continue
             budget_j = (state.world.battery[i] - BATTERY_CUTOFF_PCT / 100.0) * capacity
             device = self.fleet.scenario.devices[i]
-            charging_w = device.charge_w if within_hours(device.charging_hours, self._hour(state.world.t)) else 0.0
+            charging_w = device.charge_w if within_hours(device.charging_hours, hour_of_day(self.fleet.scenario.start_hour, state.world.t)) else 0.0
             idle_w = self.fleet.powers[i].idle_power_w.value - charging_w
             training_w = per_step_energy[index] / step_time - charging_w
             if budget_j <= idle_w * switch_s:
@@ -240,9 +240,6 @@ class SimDynamics(Dynamics):
         t, waited, available = self._wait_for_a_device(state.world.t + p["duration_s"])
         return IntervalOutcome(str(resolved.plan), int(p["failed"]), p["switched"], p["duration_s"] + waited,
                                p["energy_j"], p["samples"], p["lost_steps"], self.world(t, available, battery))
-
-    def _hour(self, t: float) -> float:
-        return self.fleet.scenario.start_hour + t / 3600.0
 
     def _drain(self, battery: tuple[float, ...], resolved: ResolvedPlan, p: dict, start: float) -> tuple[float, ...]:
         charge = list(battery)

@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from edgetrain.core.availability import hour_of_day
 from edgetrain.core.calibration import default_calibration_path, load_calibration
 from edgetrain.core.config import Availability, Scenario
 from edgetrain.core.objective import EnergyTimeCost
@@ -232,7 +233,7 @@ class EdgeTrainEnv(gym.Env):
         super().close()
 
     def hour_of_day(self) -> float:
-        return (self.scenario.start_hour + self.state.world.t / 3600.0) % 24.0
+        return hour_of_day(self.scenario.start_hour, self.state.world.t)
 
     def _get_obs(self) -> np.ndarray:
         state = self.state
@@ -294,6 +295,11 @@ class EdgeTrainEnv(gym.Env):
         """The plan `kind` on the devices of these slots, or the closest that can run (another kind on the
         same devices, then fewer devices: `SlotFleet.resolve`)."""
         return self.fleet.resolve(kind, sum(1 << int(i) for i in slots))
+
+    def predicted_cost_per_sample(self, resolved: ResolvedPlan) -> float:
+        """Zeus cost per sample of one step of the plan, as the cost model predicts it (what the offer is
+        sorted by, and what greedy minimises)."""
+        return self._offers[self.names].cost_per_sample(resolved)
 
     def candidate_plans(self) -> list[ResolvedPlan]:
         """Every distinct plan on the available devices (`SlotFleet.candidates`), offered or not."""

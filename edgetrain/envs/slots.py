@@ -32,7 +32,6 @@ class SlotFleet:
         self.battery_j: list[Optional[float]] = [d.battery_wh * 3600 if d.battery_wh else None
                                                  for d in scenario.devices]
         local_times = [cost.predict(Plan("local", (name,))).step_time_s for name in self.names]
-        self.local_times = local_times
         self.slowest_local_s = max(local_times)
         self.speed_order: list[int] = sorted(range(self.n), key=lambda i: local_times[i])  # fastest first
         self._rank = {slot: rank for rank, slot in enumerate(self.speed_order)}
