@@ -186,3 +186,25 @@ def hour_of_day(start_hour: float, t_s: float) -> float:
 
 def within_hours(hours: tuple | None, hour_of_day: float) -> bool:
     return bool(hours) and any(start <= hour_of_day % 24.0 < end for start, end in hours)
+
+
+def charged_at_s(hours: tuple | None, start_hour: float, t0_s: float, charge_w: float, need_j: float,
+                 within_days: int = 7) -> float:
+    """The job time at which a charger plugged in during the daily windows `hours` has delivered `need_j`
+    joules at `charge_w`, counting from `t0_s` (inf when it never does within `within_days`)."""
+    if need_j <= 0.0:
+        return t0_s
+    if not hours or charge_w <= 0.0:
+        return math.inf
+    offset = start_hour * 3600.0
+    first_day = math.floor((t0_s + offset) / DAY_S)
+    for day in range(first_day, first_day + within_days + 1):
+        for start_h, end_h in sorted(hours):
+            low = max(t0_s, day * DAY_S + start_h * 3600.0 - offset)
+            high = day * DAY_S + end_h * 3600.0 - offset
+            if high <= low:
+                continue
+            if (high - low) * charge_w >= need_j:
+                return low + need_j / charge_w
+            need_j -= (high - low) * charge_w
+    return math.inf

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetrain.core.availability import hour_of_day, hours_overlap_s, sample_trace, within_hours
+from edgetrain.core.availability import charged_at_s, hour_of_day, hours_overlap_s, sample_trace, within_hours
 from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT, HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
@@ -69,7 +69,8 @@ class SimDynamics(Dynamics):
     its idle power, a plan's members their predicted energy; one that crosses the cutoff leaves at that
     moment (a member's crossing fails the interval there). While plugged in (`charging_hours`) a battery
     gains `charge_w` (online or not); a device that ran flat returns, when its availability has it
-    online, at the first decision after its charge reaches BATTERY_RETURN_PCT. (Whether a member is
+    online, at the first decision after its charge reaches BATTERY_RETURN_PCT; when no device is left,
+    time passes until a charger brings one back (the wait is paid in time). (Whether a member is
     plugged in is read at the interval's start for its cutoff time, and the charge is settled per
     interval: windows are hours, intervals seconds.)"""
 
@@ -101,7 +102,7 @@ class SimDynamics(Dynamics):
         self.flat = [False] * fleet.n  # batteries run down: gone until a charger brings them back
         battery = tuple(1.0 if capacity is None else device.battery_initial_pct / 100.0
                         for capacity, device in zip(fleet.battery_j, scenario.devices))
-        t, _, available = self._wait_for_a_device(0.0)
+        t, _, available, battery = self._wait_for_a_device(0.0, battery)
         return self.world(t, available, battery)
 
     # --- the availability trace ------------------------------------------------------------------------
@@ -150,17 +151,43 @@ class SimDynamics(Dynamics):
                 mask |= 1 << i
         return mask
 
-    def _wait_for_a_device(self, t: float) -> tuple[float, float, int]:
-        """No device at all: time passes until one returns. (new t, seconds waited, available mask)"""
+    def _wait_for_a_device(self, t: float, battery: tuple[float, ...]) -> tuple[float, float, int, tuple[float, ...]]:
+        """No device at all: time passes until one returns, from its availability trace or, for a device
+        that ran flat, when its charger has brought it back to BATTERY_RETURN_PCT (and its availability
+        has it online). Nothing is online meanwhile, so batteries only charge.
+        (new t, seconds waited, available mask, battery charges)"""
         start = t
         available = self._available(t)
         while available == 0:
             upcoming = [flip for i in range(self.fleet.n) if not self.flat[i] for flip in self.flips[i] if flip > t]
+            upcoming += [self._recharged_at(i, battery[i], t) for i in range(self.fleet.n) if self.flat[i]]
+            upcoming = [u for u in upcoming if u < math.inf]
             if not upcoming:
                 break
-            t = min(upcoming) + 1e-6
+            now = max(min(upcoming), t) + 1e-6
+            battery = self._charge(battery, t, now)
+            t = now
             available = self._available(t)
-        return t, t - start, available
+        return t, t - start, available, battery
+
+    def _recharged_at(self, i: int, charge: float, t: float) -> float:
+        device, capacity = self.fleet.scenario.devices[i], self.fleet.battery_j[i]
+        need_j = (BATTERY_RETURN_PCT / 100.0 - charge) * capacity
+        return charged_at_s(device.charging_hours, self.fleet.scenario.start_hour, t, device.charge_w, need_j)
+
+    def _charge(self, battery: tuple[float, ...], start: float, end: float) -> tuple[float, ...]:
+        """Charges after [start, end) with every device off (only chargers act); flat ones charged enough
+        are back."""
+        charge = list(battery)
+        for i, capacity in enumerate(self.fleet.battery_j):
+            if capacity is None:
+                continue
+            device = self.fleet.scenario.devices[i]
+            gained = device.charge_w * hours_overlap_s(device.charging_hours, self.fleet.scenario.start_hour, start, end)
+            charge[i] = min(1.0, charge[i] + gained / capacity)
+            if self.flat[i] and charge[i] >= BATTERY_RETURN_PCT / 100.0 - 1e-9:
+                self.flat[i] = False
+        return tuple(charge)
 
     def world(self, t: float, available: int, battery: tuple[float, ...]) -> World:
         up_for = tuple(t - self._last_change(i, t) if available >> i & 1 else 0.0 for i in range(self.fleet.n))
@@ -237,7 +264,7 @@ class SimDynamics(Dynamics):
         noise_e = float(np.exp(rng.normal(0.0, noise))) if noise else 1.0
         p = self.predict(resolved, state, self.rules.decision_steps, noise_t, noise_e)
         battery = self._drain(state.world.battery, resolved, p, state.world.t)
-        t, waited, available = self._wait_for_a_device(state.world.t + p["duration_s"])
+        t, waited, available, battery = self._wait_for_a_device(state.world.t + p["duration_s"], battery)
         return IntervalOutcome(str(resolved.plan), int(p["failed"]), p["switched"], p["duration_s"] + waited,
                                p["energy_j"], p["samples"], p["lost_steps"], self.world(t, available, battery))
 
@@ -255,9 +282,11 @@ class SimDynamics(Dynamics):
             else:  # not training, but on and drawing its idle power while online (as on the testbed)
                 spent = idle_w * self.online_seconds(i, start, end)
             charged = device.charge_w * hours_overlap_s(device.charging_hours, self.fleet.scenario.start_hour, start, end)
-            charge[i] = min(1.0, max(0.0, charge[i] + (charged - spent) / capacity))
+            before, charge[i] = charge[i], min(1.0, max(0.0, charge[i] + (charged - spent) / capacity))
             if charge[i] < BATTERY_CUTOFF_PCT / 100.0:
-                self.flat[i] = True  # below the cutoff the device leaves (as on the testbed)
+                # At the cutoff the device leaves (as on the testbed): it draws nothing after that.
+                self.flat[i] = True
+                charge[i] = min(before, BATTERY_CUTOFF_PCT / 100.0)
             elif self.flat[i] and charge[i] >= BATTERY_RETURN_PCT / 100.0:
                 self.flat[i] = False  # charged enough: back when its availability has it online
         return tuple(charge)

@@ -81,7 +81,7 @@ def test_a_member_whose_battery_runs_out_mid_interval_fails_the_interval_there(t
     assert info["failures"] == 1
     assert info["time_s"] == pytest.approx(cut_after_s + HEARTBEAT_TIMEOUT_S, rel=1e-6)
     assert info["samples"] == 100 * 10  # 100 steps trained, all checkpointed (every 5)
-    assert env.state.world.battery[2] < BATTERY_CUTOFF_PCT / 100
+    assert env.state.world.battery[2] == pytest.approx(BATTERY_CUTOFF_PCT / 100)  # it left at the cutoff
     assert not env.state.world.available >> 2 & 1  # gone for good
     assert "c" not in env.available_devices()
 
@@ -192,6 +192,45 @@ def test_a_charger_keeps_a_training_battery_device_up_and_brings_a_flat_one_back
             break
     assert seen_back and env.state.world.battery[2] >= BATTERY_RETURN_PCT / 100
     assert env.state.world.t >= 0.05 * 3600
+
+
+def test_when_every_device_ran_flat_the_job_waits_for_a_charger_and_pays_the_wait(tmp_path):
+    """Before: with every battery flat the simulator ended the episode (truncated, job unfinished) though
+    a charger would bring a device back; a planner that drained everything looked no worse for it. Now
+    time passes until the first device is charged to BATTERY_RETURN_PCT, and the wait is in the job's time."""
+    from edgetrain.core.rules import BATTERY_RETURN_PCT
+    battery = ", battery_wh: 0.01, battery_initial_pct: 30, charging_hours: [[2, 3]], charge_w: 1}"
+    path = scenario_with(tmp_path, {"bandwidth_mbps: 50}": "bandwidth_mbps: 50" + battery,
+                                    "bandwidth_mbps: 40}": "bandwidth_mbps: 40" + battery,
+                                    "bandwidth_mbps: 20}": "bandwidth_mbps: 20" + battery,
+                                    "target_samples: 1200": "target_samples: 1000000"})
+    env = EdgeTrainEnv(scenario=str(path), calibration=TINY_CALIBRATION, noise=0.0, decision_steps=50)
+    env.reset(seed=0)
+    flat_at, truncated, info = None, False, None
+    for _ in range(200):
+        _, _, _, truncated, info = env.step(env.resolve("dp", [0, 1, 2]) if env.state.world.available == 7
+                                            else env.candidate_plans()[0])
+        if flat_at is None and info["time_s"] > 3600:  # the interval that waited for the charger
+            flat_at = info
+            break
+        assert not truncated
+    assert flat_at is not None, "the job never waited for a charger"
+    world = env.state.world
+    assert 2 * 3600 < world.t < 3 * 3600  # back during the charging window, not before it
+    # 1 W into 36 J batteries: from 10% the first device is back after (20% - 10%) * 36 J / 1 W = 3.6 s
+    assert world.t == pytest.approx(2 * 3600 + 0.1 * 36.0, abs=1.0)
+    assert any(world.battery[i] >= BATTERY_RETURN_PCT / 100 - 1e-6 for i in range(3) if world.available >> i & 1)
+    assert info["job"].time_s >= world.t - 1e-6  # the wait is paid in time
+
+
+def test_charged_at_counts_only_the_plugged_hours():
+    from edgetrain.core.availability import charged_at_s
+    # From 23:00 with a 22:00-06:00 window at 2 W, 10 kJ takes 5000 s of charging: all inside the window.
+    assert charged_at_s(((22.0, 24.0), (0.0, 6.0)), 23.0, 0.0, 2.0, 10_000.0) == pytest.approx(5000.0)
+    # From 07:00 with a 09:00-10:00 window at 1 W, 5400 J: 3600 J today, 1800 J from 09:00 tomorrow.
+    assert charged_at_s(((9.0, 10.0),), 7.0, 0.0, 1.0, 5400.0) == pytest.approx(2 * 3600 + 24 * 3600 + 1800)
+    assert charged_at_s(None, 7.0, 0.0, 1.0, 5.0) == float("inf")
+    assert charged_at_s(((9.0, 10.0),), 7.0, 100.0, 1.0, 0.0) == 100.0
 
 
 def test_plugged_seconds_count_the_daily_windows_across_midnight():
