@@ -289,6 +289,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     """A new shared secret for the control plane, in a file only its owner can read; never printed."""
     import os
 
+    from edgetrain.core.secrets import write_secret
     from edgetrain.runtime.wire.control import new_token
     out = Path(args.out)
     if out.is_dir():
@@ -296,21 +297,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     if (out.exists() or out.is_symlink()) and not args.force:
         raise UserError(f"--out {out}: the file exists; pass --force to replace it with a new secret")
 
-    def write_secret(path: Path) -> None:  # a new file of mode 0600: never readable by others, not for a moment
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, (new_token() + "\n").encode())
-        finally:
-            os.close(fd)
-
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         if args.force:  # a new file renamed over the old one: replaced whole, whatever the old one's mode
-            write_secret(tmp)
+            write_secret(tmp, new_token() + "\n")
             os.replace(tmp, out)
         else:
-            write_secret(out)  # O_EXCL: a file that appeared meanwhile is not overwritten either
+            write_secret(out, new_token() + "\n")  # O_EXCL: a file that appeared meanwhile is not overwritten either
     except FileExistsError:
         raise UserError(f"--out {out}: the file exists; pass --force to replace it with a new secret") from None
     except OSError as exc:

@@ -22,6 +22,7 @@ from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.power import profile_energy_j
 from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT
+from edgetrain.core.secrets import write_secret
 from edgetrain.emulation.network import EdgeNetwork
 
 log = logging.getLogger("edgetrain.emulation")
@@ -73,8 +74,8 @@ class Testbed:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.token_file = self.workdir / "worker.token"
-        self.token_file.write_text(self.token)
-        os.chmod(self.token_file, 0o600)
+        self.token_file.unlink(missing_ok=True)  # a previous run's: a new secret in a new file of mode 0600
+        write_secret(self.token_file, self.token)
         self.network.start()
         self.started_at = time.monotonic()
         for device in self.scenario.devices:

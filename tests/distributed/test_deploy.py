@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, TESTS, run_cli
+from edgetrain.core.secrets import write_secret
 
 SCENARIO = TESTS / "data" / "home-cluster.yaml"
 DEVICES = ("a", "b", "c")
@@ -55,7 +56,7 @@ def _kill_device(worker: subprocess.Popen) -> None:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    (root / "token").write_text(os.urandom(32).hex())
+    write_secret(root / "token", os.urandom(32).hex())
     ports = _free_ports(len(DEVICES))
     workers = {}
     for device, port in zip(DEVICES, ports):

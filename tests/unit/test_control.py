@@ -62,7 +62,7 @@ def test_a_fake_worker_that_does_not_know_the_token_is_refused_by_the_client():
 
     def fake():
         conn, _ = server.accept()
-        body = b'{"type":"challenge","nonce":"00","version":1}'
+        body = b'{"type":"challenge","nonce":"00112233445566778899aabbccddeeff","version":1}'
         conn.sendall(struct.pack(">I", len(body)) + body)
         conn.recv(4096)
         body = b'{"type":"welcome","proof":"' + b"0" * 64 + b'","device":"dev0"}'
@@ -206,3 +206,135 @@ def test_fuzz_ten_thousand_random_and_truncated_frames_and_the_worker_keeps_serv
                 assert exc.errno in HUNG_UP, exc
     assert delivered == 10_000
     assert_still_serving(worker)
+
+
+def test_two_hundred_dripping_peers_do_not_lock_out_the_coordinator(worker, caplog):
+    """Before: 16 peers dripping one byte every 3 s before authenticating blocked every honest connection
+    (a per-recv timeout, 16 slots closed on accept). Now the handshake has one deadline and a pool of
+    pending handshakes that evicts the oldest, so the coordinator is served within 1 s throughout."""
+    hostile, stop = [], threading.Event()
+    for _ in range(200):
+        sock = socket.create_connection(worker.listen, timeout=5)
+        hostile.append(sock)
+
+    def drip():
+        while not stop.is_set():
+            for sock in hostile:
+                try:
+                    sock.send(b"\x00")
+                except OSError:
+                    pass
+            stop.wait(0.5)
+
+    dripper = threading.Thread(target=drip, daemon=True)
+    dripper.start()
+    try:
+        for _ in range(5):
+            started = time.monotonic()
+            assert_still_serving(worker)
+            assert time.monotonic() - started < 1.0
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        dripper.join()
+        for sock in hostile:
+            sock.close()
+    # The pool is bounded whatever the peers do.
+    assert len(worker._pending) <= 64
+
+
+def test_a_handshake_has_one_deadline_not_one_per_byte(monkeypatch):
+    """A peer that sends a byte every 0.2 s kept a per-recv timeout of 1 s waiting for as long as it
+    dripped; the deadline covers the whole handshake."""
+    import edgetrain.runtime.wire.control as control
+    monkeypatch.setattr(control, "HANDSHAKE_TIMEOUT_S", 1.0)
+    server, client = socket.socketpair()
+    outcome = {}
+
+    def serve():
+        started = time.monotonic()
+        try:
+            control.server_handshake(server, TOKEN, "dev0", "peer")
+        except Exception as exc:  # noqa: BLE001 (the test inspects it)
+            outcome["error"] = exc
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert client.recv(4096)  # the challenge
+    client.sendall(struct.pack(">I", 100))  # a frame of 100 bytes announced, then dripped
+    for _ in range(20):
+        if not thread.is_alive():
+            break
+        try:
+            client.sendall(b"\x00")
+        except OSError:
+            break
+        time.sleep(0.2)
+    thread.join(5)
+    client.close()
+    server.close()
+    assert isinstance(outcome.get("error"), ProtocolError) and "in time" in str(outcome["error"])
+    assert outcome["seconds"] < 1.5
+
+
+@pytest.mark.parametrize("auth", [
+    b'{"type":"auth","nonce":"' + b"1" * 5000 + b'","proof":"x"}',  # a 5000-digit string is fine, just wrong
+    b'{"type":"auth","nonce":' + b"1" * 5000 + b',"proof":"x"}',  # a 5000-digit integer: ValueError in json
+    '{"type":"auth","nonce":"00112233445566778899aabbccddeeff","proof":"\u00e9\u00e9"}'.encode(),  # non-ASCII
+    b'{"type":"auth","nonce":"00112233445566778899aabbccddeeff","proof":"x","bad\\nWARNING forged line":1}',
+])
+def test_hostile_handshakes_are_refused_in_one_escaped_line_without_traceback(worker, caplog, auth):
+    with socket.create_connection(worker.listen, timeout=5) as sock:
+        assert sock.recv(4096)
+        sock.sendall(struct.pack(">I", len(auth)) + auth)
+        sock.settimeout(5)
+        try:
+            assert sock.recv(4096) == b""
+        except OSError as exc:
+            assert exc.errno in HUNG_UP
+    time.sleep(0.2)
+    refused = [r for r in caplog.records if "rejected peer" in r.getMessage()]
+    assert len(refused) == 1
+    assert "\n" not in refused[0].getMessage() and refused[0].exc_info is None
+    assert all(r.exc_info is None and "Traceback" not in r.getMessage() for r in caplog.records)
+    assert_still_serving(worker)
+
+
+def test_refusals_are_rate_limited_and_the_rest_counted(caplog):
+    from edgetrain.runtime.device.worker import RefusalLog
+    now = [0.0]
+    refusals = RefusalLog(per_minute=3, clock=lambda: now[0])
+    logged = [refusals.refused("10.0.0.9:1", "bad") for _ in range(10)]
+    assert logged == [True] * 3 + [False] * 7
+    now[0] = 61.0
+    assert refusals.refused("10.0.0.9:1", "bad")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "7 more refused peers not logged in the last minute" in messages
+    assert sum("rejected peer" in m for m in messages) == 4
+
+
+GOOD_SPEC = {"rank": 0, "world_size": 2, "kind": "dp", "device": "dev0", "master_addr": "127.0.0.1",
+             "master_port": 29500, "model": {"layers": 2, "d_model": 16, "heads": 2, "seq_len": 8, "batch_size": 4},
+             "seed": 0, "steps": 5, "profile": "laptop", "cores": 0.5}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("rank", 0.5), ("rank", True), ("rank", -1), ("rank", 2), ("world_size", 10 ** 6), ("steps", -3),
+    ("steps", 10 ** 12), ("master_port", 70000), ("kind", "warp"), ("model", {"layers": 10 ** 7}),
+    ("model", {"layers": 2, "d_model": 15, "heads": 2}), ("model", {"nope": 1}), ("cores", "1"),
+    ("data", 7), ("data", "x" * 5000), ("timeout_s", -1), ("mode", "shell"), ("hardware_meter", 1),
+])
+def test_a_start_with_a_bad_field_is_refused_whole_and_takes_no_process(worker, field, value):
+    """Before: a non-integer rank was accepted by the spec check (names only), the worker took a warm
+    process for it (one leaked per request), and rank 0.5 crashed the event-forwarding thread."""
+    channel, _ = connect(worker.listen, TOKEN)
+    try:
+        channel.send({"type": "start", "spec": {**GOOD_SPEC, field: value}})
+        reply = channel.receive()
+        while reply["type"] == "heartbeat":
+            reply = channel.receive()
+        assert reply["type"] == "refused" and field in reply["reason"], reply
+        assert worker._shards == {} and worker._spare is None
+    finally:
+        channel.close()

@@ -12,6 +12,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from conftest import REPO, run_cli
 from edgetrain.runtime.wire.control import read_token
@@ -113,3 +114,28 @@ def test_the_worker_says_which_device_it_serves_and_where_it_listens(tmp_path):
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
+
+
+def test_a_token_file_others_can_read_is_refused_in_one_sentence(tmp_path):
+    token = tmp_path / "token"
+    token.write_text(os.urandom(32).hex())
+    token.chmod(0o644)
+    with pytest.raises(ValueError, match="others can read or change it .mode 0644."):
+        read_token(str(token))
+    result = run_cli("worker", "--listen", "127.0.0.1:1", "--token-file", str(token), "--device", "d0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "chmod 600" in result.stderr
+    token.chmod(0o600)
+    assert len(read_token(str(token))) == 64
+
+
+def test_a_secret_is_created_unreadable_by_others_whatever_the_umask(tmp_path):
+    from edgetrain.core.secrets import write_secret
+    old = os.umask(0)
+    try:
+        write_secret(tmp_path / "s", "x" * 32)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_secret(tmp_path / "s", "y" * 32)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -27,7 +28,15 @@ from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handsh
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
 
 log = logging.getLogger("edgetrain.worker")
-MAX_CONNECTIONS = 16
+MAX_SESSIONS = 16
+"""Authenticated coordinators served at once."""
+MAX_PENDING = 64
+"""Handshakes in progress at once; a new connection beyond it evicts the oldest (an honest handshake is
+one round trip, so only a peer that drips or stalls is ever evicted)."""
+MAX_PENDING_PER_ADDRESS = 8
+"""Handshakes in progress from one address; beyond it that address's oldest is evicted, so one noisy
+host cannot fill the pending pool for everyone else."""
+REFUSALS_LOGGED_PER_MINUTE = 20
 # How long a new plan waits for the last plan's processes to finish tearing down their process groups
 # (milliseconds, normally) before it kills them and starts a fresh process.
 FINISH_GRACE_S = 3.0
@@ -73,7 +82,10 @@ class Worker:
         self._finishing: dict[int, subprocess.Popen] = {}
         """Processes whose plan is done, tearing down their process group; warm again once idle."""
         self._spare: Optional[subprocess.Popen] = None
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
+        self._pending: "OrderedDict[socket.socket, str]" = OrderedDict()
+        """Connections still in their handshake (oldest first), with their peer address."""
+        self._refusals = RefusalLog()
         self._stopping = threading.Event()
         self.server: Optional[socket.socket] = None
 
@@ -86,7 +98,8 @@ class Worker:
         stderr = subprocess.DEVNULL
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_dir / f"shard-{self.device}-{time.time_ns()}.log", "w")
+            path = self.log_dir / f"shard-{self.device}-{time.time_ns()}.log"  # 0600: it may hold paths, errors
+            stderr = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
         process = subprocess.Popen([sys.executable, "-m", "edgetrain.runtime.device.shard"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=stderr, text=True,
                                    env=shard_environment(self.socket_ifname), start_new_session=True)
@@ -203,11 +216,21 @@ class Worker:
                 conn, peer = self.server.accept()
             except OSError:
                 break
-            if not self._slots.acquire(blocking=False):
-                conn.close()  # too many connections at once: drop, keep serving the others
-                continue
+            self._admit(conn, peer[0])
             threading.Thread(target=self._serve_connection, args=(conn, f"{peer[0]}:{peer[1]}"),
                              daemon=True).start()
+
+    def _admit(self, conn: socket.socket, address: str) -> None:
+        """Take a new connection into the handshake pool, evicting the oldest pending one of its address
+        (or of all) when the pool is full: peers that never finish cannot lock out one that does."""
+        with self._lock:
+            same = [c for c, a in self._pending.items() if a == address]
+            victim = same[0] if len(same) >= MAX_PENDING_PER_ADDRESS else (
+                next(iter(self._pending)) if len(self._pending) >= MAX_PENDING else None)
+            if victim is not None:
+                del self._pending[victim]
+                _hang_up(victim)  # its thread's recv returns at once and the thread ends
+            self._pending[conn] = address
 
     def shutdown(self) -> None:
         self._stopping.set()
@@ -220,9 +243,18 @@ class Worker:
                     _kill(process)
 
     def _serve_connection(self, conn: socket.socket, peer: str) -> None:
-        channel = None
+        channel, session = None, False
         try:
-            channel = server_handshake(conn, self.token, self.device, peer)
+            try:
+                channel = server_handshake(conn, self.token, self.device, peer)
+            finally:
+                with self._lock:
+                    evicted = self._pending.pop(conn, None) is None
+            if evicted:
+                raise ProtocolError("evicted: more handshakes in progress than the worker takes")
+            session = self._sessions.acquire(blocking=False)
+            if not session:
+                raise ProtocolError(f"refused: {MAX_SESSIONS} coordinators are served already")
             log.info("coordinator %s authenticated", peer)
             alive = threading.Event()
             threading.Thread(target=self._heartbeats, args=(channel, alive), daemon=True).start()
@@ -231,12 +263,15 @@ class Worker:
             finally:
                 alive.set()
         except ProtocolError as exc:
-            log.warning("rejected peer %s: %s", peer, exc)
+            self._refusals.refused(peer, str(exc))
         except (ConnectionError, OSError, socket.timeout):
             pass
+        except Exception as exc:  # whatever a peer sends, the daemon logs one line and keeps serving
+            self._refusals.refused(peer, f"{type(exc).__name__}: {exc}")
         finally:
             (channel.close() if channel else conn.close())
-            self._slots.release()
+            if session:
+                self._sessions.release()
 
     def _heartbeats(self, channel: Channel, closed: threading.Event) -> None:
         while not closed.wait(self.heartbeat_s):
@@ -263,6 +298,41 @@ class Worker:
                     channel.send({"type": "refused", "reason": str(exc)[:300]})
             else:
                 raise ProtocolError(f"a coordinator does not send {kind}")
+
+
+class RefusalLog:
+    """One line per refused peer, its text escaped (a peer's bytes never start a forged line), at most
+    REFUSALS_LOGGED_PER_MINUTE lines a minute; the rest are counted and said in one line later."""
+
+    def __init__(self, per_minute: int = REFUSALS_LOGGED_PER_MINUTE, clock: Callable[[], float] = time.monotonic):
+        self.per_minute = per_minute
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._window_start = clock()
+        self._logged = 0
+        self._suppressed = 0
+
+    def refused(self, peer: str, reason: str) -> bool:
+        """Log the refusal unless over the rate; True when it was logged."""
+        with self._lock:
+            now = self.clock()
+            if now - self._window_start >= 60.0:
+                if self._suppressed:
+                    log.warning("%d more refused peers not logged in the last minute", self._suppressed)
+                self._window_start, self._logged, self._suppressed = now, 0, 0
+            if self._logged >= self.per_minute:
+                self._suppressed += 1
+                return False
+            self._logged += 1
+        log.warning("rejected peer %s: %s", ascii(peer)[1:-1], ascii(reason[:200])[1:-1])
+        return True
+
+
+def _hang_up(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _kill(process: subprocess.Popen) -> None:

@@ -17,12 +17,18 @@ import hmac
 import json
 import os
 import socket
+import stat
 import struct
 import threading
+import time
+from typing import Optional
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 1 << 20
 HANDSHAKE_TIMEOUT_S = 5.0
+"""Deadline for a peer's whole handshake (one round trip for an honest one)."""
+HANDSHAKE_MAX_FRAME = 4096
+"""The handshake's frames are a few hundred bytes; an unauthenticated peer may not send more."""
 _LENGTH = struct.Struct(">I")
 _MAC_BYTES = 32
 
@@ -52,10 +58,17 @@ class ProtocolError(Exception):
 
 
 def read_token(path: str) -> bytes:
+    """The shared secret from its file; refused when anyone but its owner may read or write the file."""
     try:
-        token = open(path, "rb").read().strip()
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise ValueError(f"token file {path}: cannot be read ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as handle:
+        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+        if mode & 0o077:
+            raise ValueError(f"token file {path}: others can read or change it (mode {mode:04o}); "
+                             f"`chmod 600 {path}` or make a new one with `edgetrain token`")
+        token = handle.read().strip()
     if len(token) < 16:
         raise ValueError(f"token file {path}: the secret must be at least 16 bytes")
     return token
@@ -79,6 +92,10 @@ def _check_message(message) -> dict:
         if not isinstance(value, types) or isinstance(value, bool):
             raise ProtocolError(f"field {key!r} of {message['type']} has the wrong type")
     return message
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdef" for c in text)
 
 
 def _proof(token: bytes, label: bytes, server_nonce: str, client_nonce: str) -> str:
@@ -129,10 +146,22 @@ def _send_frame(sock: socket.socket, body: bytes) -> None:
     sock.sendall(_LENGTH.pack(len(body)) + body)
 
 
-def _recv_exact(sock: socket.socket, size: int) -> bytes:
+def _recv_exact(sock: socket.socket, size: int, deadline: Optional[float] = None) -> bytes:
+    """`size` bytes; with a `deadline` (time.monotonic()) for all of them, not for each recv: a peer that
+    drips one byte at a time cannot hold the connection open past it."""
     chunks, left = [], size
     while left:
-        chunk = sock.recv(min(left, 1 << 16))
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProtocolError("the peer did not complete the handshake in time")
+            sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(min(left, 1 << 16))
+        except socket.timeout:
+            if deadline is not None:
+                raise ProtocolError("the peer did not complete the handshake in time") from None
+            raise
         if not chunk:
             raise ConnectionError("peer closed the connection")
         chunks.append(chunk)
@@ -140,18 +169,18 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def _recv_frame(sock: socket.socket) -> bytes:
-    (length,) = _LENGTH.unpack(_recv_exact(sock, _LENGTH.size))
-    if length > MAX_FRAME:
-        raise ProtocolError(f"frame of {length} bytes is over the {MAX_FRAME}-byte limit")
-    return _recv_exact(sock, length)
+def _recv_frame(sock: socket.socket, deadline: Optional[float] = None, limit: int = MAX_FRAME) -> bytes:
+    (length,) = _LENGTH.unpack(_recv_exact(sock, _LENGTH.size, deadline))
+    if length > limit:
+        raise ProtocolError(f"frame of {length} bytes is over the {limit}-byte limit")
+    return _recv_exact(sock, length, deadline)
 
 
 def _decode(payload: bytes) -> dict:
     try:
         message = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ProtocolError("frame is not UTF-8 JSON") from None
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or an integer of thousands of digits
+        raise ProtocolError("frame is not UTF-8 JSON within the protocol's limits") from None
     return _check_message(message)
 
 
@@ -159,8 +188,8 @@ def _plain_send(sock: socket.socket, message: dict) -> None:
     _send_frame(sock, json.dumps(_check_message(message)).encode())
 
 
-def _plain_receive(sock: socket.socket, expected: str) -> dict:
-    message = _decode(_recv_frame(sock))
+def _plain_receive(sock: socket.socket, expected: str, deadline: Optional[float] = None) -> dict:
+    message = _decode(_recv_frame(sock, deadline, HANDSHAKE_MAX_FRAME))
     if message["type"] != expected:
         raise ProtocolError(f"expected {expected}, got {message['type']}")
     return message
@@ -168,14 +197,16 @@ def _plain_receive(sock: socket.socket, expected: str) -> dict:
 
 def server_handshake(sock: socket.socket, token: bytes, device: str, peer: str) -> Channel:
     """Challenge the client; return the channel once it proved the secret, else raise ProtocolError."""
+    deadline = time.monotonic() + HANDSHAKE_TIMEOUT_S  # for the whole handshake, not per recv
     sock.settimeout(HANDSHAKE_TIMEOUT_S)
     server_nonce = os.urandom(16).hex()
     _plain_send(sock, {"type": "challenge", "nonce": server_nonce, "version": PROTOCOL_VERSION})
-    auth = _plain_receive(sock, "auth")
+    auth = _plain_receive(sock, "auth", deadline)
     client_nonce = auth["nonce"]
-    if len(client_nonce) != 32:
-        raise ProtocolError("client nonce has the wrong length")
-    if not hmac.compare_digest(auth["proof"], _proof(token, b"client", server_nonce, client_nonce)):
+    if not _is_hex(client_nonce, 32):
+        raise ProtocolError("client nonce is not 32 hex digits")
+    if not _is_hex(auth["proof"], 64) or \
+            not hmac.compare_digest(auth["proof"], _proof(token, b"client", server_nonce, client_nonce)):
         raise ProtocolError("authentication failed: the peer does not know the shared secret")
     _plain_send(sock, {"type": "welcome", "device": device,
                        "proof": _proof(token, b"server", server_nonce, client_nonce)})
@@ -188,18 +219,22 @@ def connect(address: tuple[str, int], token: bytes, timeout_s: float = 10.0) -> 
     """Connect to a worker and authenticate both ways; returns the channel and the worker's device name."""
     sock = socket.create_connection(address, timeout=timeout_s)
     try:
-        challenge = _plain_receive(sock, "challenge")
+        deadline = time.monotonic() + timeout_s
+        challenge = _plain_receive(sock, "challenge", deadline)
         if challenge["version"] != PROTOCOL_VERSION:
             raise ProtocolError(f"worker speaks protocol {challenge['version']}, we speak {PROTOCOL_VERSION}")
         server_nonce = challenge["nonce"]
+        if not _is_hex(server_nonce, 32):
+            raise ProtocolError("the worker's challenge nonce is not 32 hex digits")
         client_nonce = os.urandom(16).hex()
         _plain_send(sock, {"type": "auth", "nonce": client_nonce,
                            "proof": _proof(token, b"client", server_nonce, client_nonce)})
         try:
-            welcome = _plain_receive(sock, "welcome")
+            welcome = _plain_receive(sock, "welcome", deadline)
         except ConnectionError:
             raise ProtocolError("the worker refused our credentials (wrong token?)") from None
-        if not hmac.compare_digest(welcome["proof"], _proof(token, b"server", server_nonce, client_nonce)):
+        if not _is_hex(welcome["proof"], 64) or \
+                not hmac.compare_digest(welcome["proof"], _proof(token, b"server", server_nonce, client_nonce)):
             raise ProtocolError("the worker could not prove it knows the shared secret")
     except BaseException:
         sock.close()

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Optional
+
+from edgetrain.core.config import ModelConfig
+from edgetrain.core.plans import PLAN_KINDS
 
 # A shard writes one line per event on stdout, behind this prefix; anything else on stdout is noise.
 EVENT_PREFIX = "@edgetrain "
@@ -47,19 +50,78 @@ class ShardSpec:
     mode: str = "train"
     """train: run the plan; calibrate: measure this device's compute and its links (device/measurements.py)."""
 
+    def __post_init__(self):
+        # Every field checked for type and bound before anything acts on the spec: it comes from the
+        # network (a worker) and a bad one must be refused whole, not half-used (a shard process taken,
+        # a thread crashed on a fractional rank).
+        for name, (types, low, high) in _FIELD_RULES.items():
+            value = getattr(self, name)
+            if value is None and type(None) in types:
+                continue
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise ValueError(f"shard spec field {name!r} must be {_TYPE_NAMES[types]}")
+            size = len(value) if isinstance(value, str) else value
+            if isinstance(value, (int, float, str)) and not isinstance(value, bool) and not low <= size <= high:
+                what = "its length" if isinstance(value, str) else "it"
+                raise ValueError(f"shard spec field {name!r}: {what} must be within [{low}, {high}]")
+        if self.rank >= self.world_size:
+            raise ValueError(f"shard spec: rank {self.rank} is not below world_size {self.world_size}")
+        if self.kind not in PLAN_KINDS:
+            raise ValueError(f"shard spec: unknown plan kind {self.kind[:20]!r}")
+        if self.mode not in ("train", "calibrate"):
+            raise ValueError(f"shard spec: unknown mode {self.mode[:20]!r}")
+        model_fields = {f.name for f in fields(ModelConfig) if f.init}
+        if set(self.model) - model_fields:
+            raise ValueError(f"shard spec: unknown model keys {', '.join(sorted(set(self.model) - model_fields))[:80]}")
+        for key, value in self.model.items():
+            bound = MODEL_BOUNDS.get(key)
+            if value is not None and bound is not None and (
+                    not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= bound):
+                raise ValueError(f"shard spec: model {key} must be a number in (0, {bound}]")
+        try:
+            ModelConfig(**self.model)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"shard spec: model: {exc}") from None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str) -> "ShardSpec":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError):
+            raise ValueError("a shard spec must be JSON") from None
         if not isinstance(data, dict):
             raise ValueError("a shard spec must be a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown shard spec keys: {', '.join(sorted(unknown))}")
+            raise ValueError(f"unknown shard spec keys: {', '.join(sorted(unknown))[:80]}")
+        missing = {f.name for f in fields(cls) if f.default is MISSING} - set(data)
+        if missing:
+            raise ValueError(f"shard spec keys missing: {', '.join(sorted(missing))}")
         return cls(**data)
+
+
+_INT, _NUMBER, _TEXT, _OPTIONAL_TEXT = (int,), (int, float), (str,), (str, type(None))
+_PATH_MAX = 4096
+# field -> (JSON types, lowest, highest): numbers by value, text by length.
+_FIELD_RULES: dict[str, tuple[tuple, float, float]] = {
+    "rank": (_INT, 0, 1023), "world_size": (_INT, 1, 1024), "kind": (_TEXT, 1, 16), "device": (_TEXT, 1, 128),
+    "master_addr": (_TEXT, 1, 255), "master_port": (_INT, 1, 65535), "model": ((dict,), 0, 0),
+    "seed": (_INT, 0, 2 ** 63 - 1), "steps": (_INT, 0, 10 ** 9), "profile": (_TEXT, 1, 64),
+    "cores": (_NUMBER, 1e-3, 1024), "data": (_OPTIONAL_TEXT, 1, _PATH_MAX), "resume": (_OPTIONAL_TEXT, 1, _PATH_MAX),
+    "checkpoint_out": (_OPTIONAL_TEXT, 1, _PATH_MAX), "checkpoint_every": (_INT, 0, 10 ** 9),
+    "hardware_meter": ((bool,), 0, 1), "socket_ifname": (_OPTIONAL_TEXT, 1, 15), "timeout_s": (_NUMBER, 1e-3, 86400),
+    "mode": (_TEXT, 1, 16),
+}
+_TYPE_NAMES = {_INT: "an integer", _NUMBER: "a number", _TEXT: "text", _OPTIONAL_TEXT: "text or null",
+               (dict,): "an object", (bool,): "true or false"}
+MODEL_BOUNDS = {"layers": 1024, "d_model": 65536, "heads": 1024, "seq_len": 1 << 20, "batch_size": 1 << 20,
+                "d_ff": 1 << 18, "lr": 10.0, "microbatches": 1 << 20}
+"""Upper bounds of a model a worker accepts from the wire: far above any edge model, low enough that
+a hostile spec cannot ask for an allocation of absurd size by one field alone."""
 
 
 # Event kinds and the fields each must carry, with their JSON types.
