@@ -7,7 +7,8 @@ Prints JSON.
     .venv/bin/python benchmarks/foresight_prize.py [--episodes 8]
 
 Cases: smart-home as shipped (memoryless), churn-sessions with the default 2 s switch and with an 8 s
-switch (cold starts on real boards), battery-evening with decisions of 100 steps.
+switch (cold starts on real boards), battery-evening and solar-night (batteries that must last the night:
+a cliff that greedy falls off) with decisions of 100 steps.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CASES = [  # (name, scenario, env arguments)
     ("churn-sessions, 2 s switch", str(HERE / "churn-sessions.yaml"), {"switch_s": 2.0}),
     ("churn-sessions, 8 s switch", str(HERE / "churn-sessions.yaml"), {"switch_s": 8.0}),
     ("battery-evening", str(HERE / "battery-evening.yaml"), {"decision_steps": 100}),
+    ("solar-night", str(HERE / "solar-night.yaml"), {"decision_steps": 100}),
 ]
 CONTENDERS = ("greedy", "heuristic", "lifetime_oracle", "clairvoyant")
 

@@ -279,7 +279,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     try:
         run_worker(device, listen, token, socket_ifname=args.socket_ifname, battery_file=args.battery_file,
-                   log_dir=args.log_dir, on_listening=listening)
+                   log_dir=args.log_dir, on_listening=listening, workdir=args.workdir)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror}") from None
     return 0
@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--socket-ifname", default=None, help="network interface for torch.distributed (gloo)")
     worker.add_argument("--battery-file", default=None, help="JSON {percent: N} to report as the battery level")
     worker.add_argument("--log-dir", default=None, help="folder for shard logs")
+    worker.add_argument("--workdir", default=None,
+                        help="the only folder the worker reads and writes for a coordinator: checkpoints sent to "
+                             "it and written by its shards (default: ~/.edgetrain/worker/DEVICE)")
     worker.set_defaults(func=cmd_worker)
 
     token = sub.add_parser("token", help="write a new shared secret for workers and the coordinator",

@@ -120,7 +120,7 @@ class Testbed:
         host = self.network.hosts[device]
         argv = [self.python, "-m", "edgetrain", "worker", "--listen", f"{host.ip}:{WORKER_PORT}",
                 "--token-file", str(self.token_file), "--device", device, "--socket-ifname", host.interface,
-                "--log-dir", str(self.workdir / "logs")]
+                "--log-dir", str(self.workdir / "logs"), "--workdir", str(self.workdir / "devices" / device)]
         if device in self.battery_pct:
             argv += ["--battery-file", str(self._battery_file(device))]
         (self.workdir / "logs").mkdir(exist_ok=True)

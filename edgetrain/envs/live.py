@@ -17,7 +17,7 @@ from edgetrain.envs.dynamics import Dynamics, JobRules
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
 from edgetrain.fleet.backends import open_backend
-from edgetrain.runtime.coordinator.job import Job
+from edgetrain.runtime.coordinator.job import Job, PlanSession
 from edgetrain.runtime.coordinator.recovery import run_with_recovery
 
 
@@ -35,6 +35,10 @@ class LiveDynamics(Dynamics):
         self._stack: Optional[contextlib.ExitStack] = None
         self.episode = 0
         self.checkpoint: Optional[str] = None
+        self.session = PlanSession()
+        """The plan that ran last, its shards kept: a decision that keeps it goes on in them."""
+        self.keep_plans = True
+        """False: every decision starts its plan afresh (as before plans were kept; for comparison)."""
 
     def _open(self, fleet: SlotFleet, seed: int) -> None:
         """Bring the fleet up once, on the first episode; it serves every later one."""
@@ -58,6 +62,7 @@ class LiveDynamics(Dynamics):
         self.fleet = fleet
         self.episode += 1  # a new job: fresh weights, its own checkpoint file
         self.checkpoint = None
+        self.session.release()
         self._seen = self._available_list()  # availability as seen at decisions: the testbed keeps no history
         self._since = [0.0] * fleet.n
         return self._world(0.0)
@@ -98,8 +103,8 @@ class LiveDynamics(Dynamics):
                   run_dir=self.run_dir / f"episode{self.episode}", resume=self.checkpoint, checkpoint_out=target,
                   checkpoint_every=rules.checkpoint_every, device_cores=self.backend.device_cores,
                   socket_ifnames=self.backend.socket_ifnames,
-                  hardware_meter=self.backend.facts.get("backend") == "cluster")
-        run = run_with_recovery(job, self.backend.launcher, progress=self.progress).to_dict()
+                  hardware_meter=self.backend.facts.get("backend") == "cluster", hold=self.keep_plans)
+        run = run_with_recovery(job, self.backend.launcher, progress=self.progress, session=self.session).to_dict()
         self.checkpoint = target
         time_s = run["total"]["wall_s"]  # startup, switch and recovery included
         failures = len(run["recoveries"])
@@ -110,5 +115,6 @@ class LiveDynamics(Dynamics):
 
     def close(self) -> None:
         if self._stack is not None:
+            self.session.release()
             self._stack.close()
             self._stack = None

@@ -53,6 +53,19 @@ def _kill_device(worker: subprocess.Popen) -> None:
     worker.wait()
 
 
+# A worker on a board of its own: the token is read, then a fresh tmpfs hides /tmp (and with it every
+# folder of the coordinator); the token is written inside, and the worker's folder is there too.
+PRIVATE_WORKER = """set -e
+secret=$(cat "$2")
+mount -t tmpfs -o mode=700 private-tmp /tmp
+if [ -e "$5" ]; then echo "the coordinator's folder is visible" >&2; exit 3; fi
+umask 077
+printf '%s' "$secret" > /tmp/token
+exec "$1" -m edgetrain worker --listen "127.0.0.1:$3" --token-file /tmp/token --device "$4" --socket-ifname lo \
+    --workdir /tmp/work
+"""
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
@@ -60,9 +73,11 @@ def cluster(tmp_path_factory):
     ports = _free_ports(len(DEVICES))
     workers = {}
     for device, port in zip(DEVICES, ports):
+        # Each device in its own mount namespace with a private /tmp, as separate boards would be: it
+        # cannot see the coordinator's folders (the test's tmp_path is under /tmp), nor the others'.
         workers[device] = subprocess.Popen(
-            [sys.executable, "-m", "edgetrain", "worker", "--listen", f"127.0.0.1:{port}", "--token-file",
-             str(root / "token"), "--device", device, "--socket-ifname", "lo", "--log-dir", str(root / device)],
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_WORKER, "sh", sys.executable,
+             str(root / "token"), str(port), device, str(root)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(root / f"worker-{device}.log", "w"))
     for port in ports:
         _wait_listening(port)
@@ -97,8 +112,14 @@ def test_deploy_on_a_loopback_cluster_finishes_the_job_when_a_device_leaves(clus
     for line in deploy.stderr:  # the progress lines, as they come
         stderr_lines.append(line)
         # The second decision's plan starts: after half a second of training, one of its devices leaves.
+        # (A plan the policy keeps goes on in the same shards: "continuing PLAN for N steps from step 20".)
         if victim is None and line.startswith("starting ") and " from step 20)" in line:
             plan = line.split(" for ")[1].split(" (")[0]
+        elif victim is None and line.startswith("continuing ") and " from step 20 " in line:
+            plan = line.split()[1]
+        else:
+            plan = None
+        if plan is not None:
             victim = plan.split(":")[1].split(",")[-1]
             time.sleep(0.5)
             _kill_device(workers[victim])
@@ -117,8 +138,14 @@ def test_deploy_on_a_loopback_cluster_finishes_the_job_when_a_device_leaves(clus
     saved = sorted({step for d in report["decisions"] for step in d["checkpoints"]})
     for recovery in report["recoveries"]:
         assert victim in recovery["devices"]
-        # It went on from the last checkpoint saved before the loss: no checkpointed step was lost.
-        assert recovery["resumed_from_step"] == max(s for s in saved if s <= recovery["step"])
+        # It went on from the last checkpoint that reached the coordinator before the loss: no checkpointed
+        # step was lost. Checkpoints travel from the plan's first device to the coordinator; when that
+        # device is the victim, the checkpoint it was sending when it died may be lost with it (one interval).
+        last_saved = max(s for s in saved if s <= recovery["step"])
+        if recovery["old_plan"].split(":")[1].split(",")[0] == victim:
+            assert last_saved - 5 <= recovery["resumed_from_step"] <= last_saved
+        else:
+            assert recovery["resumed_from_step"] == last_saved
     # After it left, the victim was never offered to the policy again, nor in any plan that ran.
     left_at = next(d["decision"] for d in report["decisions"] if d["failures"])
     for decision in report["decisions"][left_at + 1:]:

@@ -42,6 +42,53 @@ class Job:
     """train, or calibrate: every device of the plan measures itself and its links (no training)."""
     faults: dict[int, str] = field(default_factory=dict)
     """Fault injection for tests and demos: after step N completes, kill device D's worker."""
+    hold: bool = False
+    """Keep the plan's shards after the last step (in `session`), so that a next job on the same plan from
+    this step goes on in them: no restart, no reload (launchers that can; workers can)."""
+
+
+@dataclass
+class HeldPlan:
+    """Shards that trained a plan up to `step` and wait for more (spec `hold`)."""
+
+    plan: Plan
+    step: int
+    handles: list[ShardHandle]
+    messages: "queue.Queue[ShardMessage]"
+    ready: dict[str, dict]
+    """Per device: what its shard said when it started (meter, CPU clock, corpus), for the next job's metrics."""
+    master_port: int
+
+
+class PlanSession:
+    """At most one held plan between jobs (a deployment's decisions): a job on the same plan from the step
+    it stopped at goes on in it; any other job releases it first."""
+
+    def __init__(self):
+        self.held: Optional[HeldPlan] = None
+
+    def take(self, plan: Plan, step: int) -> Optional[HeldPlan]:
+        held, self.held = self.held, None
+        if held is not None and held.plan == plan and held.step == step:
+            return held
+        if held is not None:
+            _release(held)
+        return None
+
+    def keep(self, held: HeldPlan) -> None:
+        if self.held is not None:
+            _release(self.held)
+        self.held = held
+
+    def release(self) -> None:
+        if self.held is not None:
+            _release(self.held)
+            self.held = None
+
+
+def _release(held: HeldPlan) -> None:
+    for handle in held.handles:
+        handle.release()
 
 
 def free_port() -> int:
@@ -56,9 +103,11 @@ POLL_S = 0.25
 
 
 def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None,
-            inject_fault: Optional[FaultFn] = None, metrics: Optional[RunMetrics] = None) -> RunMetrics:
+            inject_fault: Optional[FaultFn] = None, metrics: Optional[RunMetrics] = None,
+            session: Optional[PlanSession] = None) -> RunMetrics:
     """Train `job.steps` steps of `job.plan`. Raises DeviceLost (with the partial metrics attached) when
-    devices of the plan vanish, RunError when a shard fails for another reason."""
+    devices of the plan vanish, RunError when a shard fails for another reason. With a `session` and
+    `job.hold`, the shards are kept afterwards, and a held plan that matches goes on instead of starting."""
     if job.steps < 1:
         raise RunError("--steps must be at least 1")
     job.plan.check_devices(job.scenario.device_names)
@@ -71,16 +120,18 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
         check_compatible(payload, job.resume, job.scenario.model, job.seed)
         start_step, resumed_corpus = payload["step"], payload.get("corpus")
         del payload
+    hold = job.hold and session is not None and launcher.supports_hold
+    held = session.take(job.plan, start_step) if hold else None
     model_fields = {k: v for k, v in asdict(job.scenario.model).items() if k != "vocab_size"}
     master = launcher.master_address(job.plan.devices[0])
-    port = job.master_port or free_port()
+    port = held.master_port if held else job.master_port or free_port()
     specs = [
         ShardSpec(rank=rank, world_size=job.plan.degree, kind=job.plan.kind, device=device, master_addr=master,
                   master_port=port, model=model_fields, seed=job.seed, steps=job.steps,
                   profile=job.scenario.device(device).profile, cores=job.device_cores.get(device, 1.0),
                   data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
                   checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
-                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode)
+                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode, hold=hold)
         for rank, device in enumerate(job.plan.devices)
     ]
     if metrics is None:  # else: a recovery continues the run's metrics
@@ -88,23 +139,54 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                              batch_size=job.scenario.model.batch_size, start_step=start_step)
     metrics.begin_plan(str(job.plan), list(job.plan.devices), start_step)
     target_step = start_step + job.steps
-    messages: "queue.Queue[ShardMessage]" = queue.Queue()
+    messages: "queue.Queue[ShardMessage]" = held.messages if held else queue.Queue()
     handles: list[ShardHandle] = []
     started = time.perf_counter()
-    progress(f"starting {job.plan.degree} shard(s) for {job.plan} ({job.steps} steps from step {start_step})")
+    kept = False
     try:
-        for spec in specs:
-            handles.append(launcher.start(spec, messages, job.run_dir / f"shard-{spec.rank}-{spec.device}.log"))
-        _follow(job, launcher, metrics, messages, progress, inject_fault, target_step, resumed_corpus)
+        if held is not None:
+            progress(f"continuing {job.plan} for {job.steps} steps from step {start_step} (shards kept)")
+            handles = held.handles
+            for device, ready in held.ready.items():
+                metrics.add_ready(device, {**ready, "startup_s": 0.0})
+            for handle in handles:
+                handle.extend(job.steps)
+        else:
+            progress(f"starting {job.plan.degree} shard(s) for {job.plan} ({job.steps} steps from step {start_step})")
+            for spec in specs:
+                handles.append(launcher.start(spec, messages, job.run_dir / f"shard-{spec.rank}-{spec.device}.log"))
+        ready = _follow(job, launcher, metrics, messages, progress, inject_fault, target_step, resumed_corpus,
+                        until="held" if hold else "done")
+        if hold:
+            session.keep(HeldPlan(job.plan, target_step, handles, messages, {**(held.ready if held else {}), **ready},
+                                  port))
+            kept = True
     except DeviceLost as lost:
         lost.metrics = metrics
         lost.step = metrics.last_step
         raise
     finally:
-        for handle in handles:
-            handle.kill()
+        if not kept:
+            for handle in handles:
+                handle.kill()
+            _keep_late_checkpoints(messages, metrics)
         metrics.wall_s += time.perf_counter() - started
     return metrics
+
+
+def _keep_late_checkpoints(messages: "queue.Queue[ShardMessage]", metrics: RunMetrics) -> None:
+    """Checkpoints that arrived while the plan was being stopped (a device was lost, or the last step
+    came): their files are here whole, so a recovery resumes from the latest (no checkpointed step is
+    lost). A worker answers a stop only after its shards' last events, so they are all queued by now."""
+    while True:
+        try:
+            message = messages.get_nowait()
+        except queue.Empty:
+            return
+        event = message.event
+        if event is not None and event["event"] == "checkpoint" and \
+                all(event["step"] > c["step"] for c in metrics.checkpoints):
+            metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
 
 
 def _check_devices(job: Job, launcher: Launcher, metrics: RunMetrics) -> None:
@@ -129,9 +211,12 @@ def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str
 
 def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
             progress: ProgressFn, inject_fault: Optional[FaultFn], last_step: int,
-            resumed_corpus: Optional[str] = None) -> None:
+            resumed_corpus: Optional[str] = None, until: str = "done") -> dict[str, dict]:
+    """Follow the plan's events until every rank said `until` (done; or held, for a kept plan); returns
+    what each device's shard said when it started."""
     world = job.plan.degree
     done: set[int] = set()
+    ready_events: dict[str, dict] = {}
     shown_at = 0.0
     heard_at = time.monotonic()
     while len(done) < world:
@@ -157,6 +242,7 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
                                 f"the shard on {device} (rank {message.rank}) failed: {event['message']}")
         if kind == "ready":
             metrics.add_ready(device, event)
+            ready_events[device] = event
             if len(metrics.corpora) == world and len(set(metrics.corpora.values())) > 1:
                 raise RunError("the devices disagree on the training text (different corpus fingerprints)")
             if resumed_corpus is not None and event["corpus"] != resumed_corpus:
@@ -182,5 +268,6 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
         elif kind == "checkpoint":
             metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
             progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")
-        elif kind == "done":
+        elif kind == until:
             done.add(message.rank)
+    return ready_events

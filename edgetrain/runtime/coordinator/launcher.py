@@ -32,8 +32,18 @@ class ShardHandle(ABC):
     def kill(self) -> None:
         """Stop the shard now; a no-op when it has exited."""
 
+    def extend(self, steps: int) -> None:
+        """A held shard (spec `hold`) trains `steps` more steps in the same process group."""
+        raise NotImplementedError("this launcher does not keep plans")
+
+    def release(self) -> None:
+        """A held shard ends its plan as a finished one does (its process stays warm where it can)."""
+        self.kill()
+
 
 class Launcher(ABC):
+    supports_hold = False
+    """Whether its shards can be held between jobs (ShardHandle.extend)."""
     @abstractmethod
     def master_address(self, spec_device: str) -> str:
         """The address other shards reach rank 0 at, when rank 0 runs on this device."""

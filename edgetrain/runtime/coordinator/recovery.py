@@ -11,7 +11,7 @@ from edgetrain.core.config import Scenario
 from edgetrain.core.errors import DeviceLost, RunError
 from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.plans import FALLBACK_KINDS, Plan
-from edgetrain.runtime.coordinator.job import FaultFn, Job, ProgressFn, run_job
+from edgetrain.runtime.coordinator.job import FaultFn, Job, PlanSession, ProgressFn, run_job
 from edgetrain.runtime.coordinator.launcher import Launcher
 from edgetrain.runtime.coordinator.metrics import RunMetrics
 
@@ -38,7 +38,7 @@ def replan(plan: Plan, available: list[str], scenario: Scenario) -> Optional[Pla
 
 def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: None,
                       inject_fault: Optional[FaultFn] = None, max_recoveries: int = 10,
-                      wait_for_devices_s: float = 30.0) -> RunMetrics:
+                      wait_for_devices_s: float = 30.0, session: Optional[PlanSession] = None) -> RunMetrics:
     """Run the job to its last step whatever devices are lost on the way; the metrics carry a
     `recoveries` entry (devices, step, seconds to resume) for every loss."""
     if not job.checkpoint_out:
@@ -48,7 +48,7 @@ def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambd
     pending: Optional[dict] = None  # the last recovery, until its first step tells how long it took
     while True:
         try:
-            metrics = run_job(current, launcher, progress, inject_fault, metrics)
+            metrics = run_job(current, launcher, progress, inject_fault, metrics, session=session)
             if pending is not None:
                 _finish_record(pending, metrics)
             return metrics

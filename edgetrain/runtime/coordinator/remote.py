@@ -3,9 +3,12 @@ shards through them. Used for the mininet backend (workers inside emulated hosts
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -14,6 +17,7 @@ from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
 from edgetrain.runtime.wire.control import Channel, ProtocolError, connect
 from edgetrain.runtime.wire.spec import EVENT_SCHEMA, ShardSpec
+from edgetrain.runtime.wire.transfer import Assembly, TransferError, chunk_messages, content_name, start_assembly
 
 
 class WorkerClient:
@@ -33,6 +37,15 @@ class WorkerClient:
         self._messages: Optional["queue.Queue[ShardMessage]"] = None
         self._rank: Optional[int] = None
         self._replies: "queue.Queue[dict]" = queue.Queue()
+        self.outputs: dict[str, Path] = {}
+        """Checkpoint name on the wire -> where it lands here (the coordinator owns the job's state)."""
+        self._arriving: Optional[Assembly] = None
+        self._verified: set[str] = set()
+        """Checkpoints received whole since their last event was passed on."""
+        self._held: dict[str, dict] = {}
+        """Checkpoint events whose file arrived corrupted: passed on once the re-sent copy is verified."""
+        self._sent: dict[tuple[str, float, int], str] = {}
+        """(path, mtime, size) -> its name on the wire: files are hashed once."""
         threading.Thread(target=self._read, name=f"worker-{device}", daemon=True).start()
 
     def _read(self) -> None:
@@ -45,10 +58,15 @@ class WorkerClient:
                     self.state = message["state"]
                     if kind == "state":
                         self._replies.put(message)
+                elif kind == "chunk":
+                    self._receive_chunk(message)
                 elif kind == "event":
                     event = message["event"]
                     schema = EVENT_SCHEMA.get(event.get("event"))
-                    if self._messages is not None and schema is not None and all(k in event for k in schema):
+                    if schema is not None and all(k in event for k in schema) and event["event"] == "checkpoint":
+                        event = self._arrived(event)
+                    if self._messages is not None and event is not None and schema is not None \
+                            and all(k in event for k in schema):
                         self._messages.put(ShardMessage(event["rank"], event=event))
                 elif kind == "exit":
                     if self._messages is not None:
@@ -60,6 +78,65 @@ class WorkerClient:
         finally:
             self.connected = False
             self._replies.put({"type": "closed"})
+
+    # --- files: checkpoints come here, resumed checkpoints go there --------------------------------
+    def _receive_chunk(self, message: dict) -> None:
+        name = message["name"]
+        destination = self.outputs.get(name)
+        if destination is None:
+            return  # nobody asked for this file
+        try:
+            self._arriving = start_assembly(message, _incoming(destination), self._arriving)
+            if self._arriving.add(message):
+                self._arriving = None
+                self._verified.add(name)
+                held = self._held.pop(name, None)
+                if held is not None:
+                    self._verified.discard(name)
+                    os.replace(_incoming(destination), destination)
+                    if self._messages is not None:
+                        self._messages.put(ShardMessage(held["rank"], event=held))
+        except TransferError:
+            self._arriving = None
+            self._verified.discard(name)
+            self.channel.send({"type": "fetch", "name": name})  # never loaded: asked for again
+
+    def _arrived(self, event: dict) -> Optional[dict]:
+        """A checkpoint event names the file it sent before it; pass it on with the file's path here once
+        the file is here whole, else hold it until the re-sent copy is."""
+        name = event["path"]
+        destination = self.outputs.get(name)
+        if destination is None:
+            return None
+        event = {**event, "path": str(destination)}
+        if name in self._verified:
+            # Only now does the file take the checkpoint's place: the file there is always the one of
+            # the last checkpoint event passed on (a recovery resumes from what the metrics say).
+            self._verified.discard(name)
+            os.replace(_incoming(destination), destination)
+            return event
+        self._held[name] = event
+        return None
+
+    def ensure(self, path: Path, attempts: int = 3) -> str:
+        """Make sure the worker holds this file (sending it if not); returns its name on the wire."""
+        path = Path(path)
+        info = path.stat()
+        key = (str(path.resolve()), info.st_mtime, info.st_size)
+        if key not in self._sent:
+            self._sent[key] = content_name(path)
+        name = self._sent[key]
+        if self._request({"type": "have", "name": name})["size"] == info.st_size:
+            return name
+        for _ in range(attempts):
+            for message in chunk_messages("put", name, path):
+                self.channel.send(message)
+            reply = self._replies.get(timeout=max(30.0, info.st_size / 1e6))
+            if reply["type"] == "stored":
+                return name
+            if reply["type"] == "closed":
+                raise ConnectionError(f"worker {self.device} closed the connection")
+        raise ConnectionError(f"worker {self.device} did not receive {path.name} whole in {attempts} attempts")
 
     def _request(self, message: dict, timeout_s: float = 30.0) -> dict:
         self.channel.send(message)
@@ -98,6 +175,10 @@ class WorkerClient:
         self.channel.close()
 
 
+def _incoming(destination: Path) -> Path:
+    return destination.with_name(f".{destination.name}.incoming")
+
+
 class RemoteShard(ShardHandle):
     def __init__(self, client: WorkerClient):
         self.client = client
@@ -105,11 +186,31 @@ class RemoteShard(ShardHandle):
     def kill(self) -> None:
         self.client.stop()
 
+    def extend(self, steps: int) -> None:
+        try:
+            reply = self.client._request({"type": "extend", "steps": steps}, timeout_s=10.0)
+        except (ConnectionError, OSError):
+            reply = {"type": "closed"}
+        if reply["type"] != "extended":  # the device is gone or its shard is: the job notices and recovers
+            raise DeviceLost([self.client.device], step=0, detected_at=time.monotonic())
+
+    def release(self) -> None:
+        if self.client.connected and self.client.silent_for() <= HEARTBEAT_TIMEOUT_S:
+            try:
+                if self.client._request({"type": "release"}, timeout_s=10.0)["type"] == "stopped":
+                    self.client._messages = None
+                    return
+            except (ConnectionError, OSError):
+                pass
+        self.client.stop()
+
 
 class RemoteLauncher(Launcher):
     """Shards started by worker daemons at known addresses. A device counts as lost when its
     connection breaks or its heartbeats stop for `heartbeat_timeout_s`; a device whose worker comes
     back (it was offline, or restarted) is reconnected when it is next asked for."""
+
+    supports_hold = True
 
     def __init__(self, addresses: dict[str, tuple[str, int]], token: bytes, heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S):
         self.addresses = addresses
@@ -147,8 +248,26 @@ class RemoteLauncher(Launcher):
         client = self._client(spec.device, timeout_s=5.0)
         if client is None:
             raise DeviceLost([spec.device], step=0, detected_at=time.monotonic())  # step: set by run_job
+        try:
+            spec = self._over_the_wire(client, spec)
+        except (ConnectionError, OSError, queue.Empty):
+            raise DeviceLost([spec.device], step=0, detected_at=time.monotonic()) from None
         client.start(spec, messages)
         return RemoteShard(client)
+
+    @staticmethod
+    def _over_the_wire(client: WorkerClient, spec: ShardSpec) -> ShardSpec:
+        """The spec as a device sees it: the checkpoint to resume and the corpus sent to it and named,
+        the checkpoint to write named, and its copy here registered for when it comes back."""
+        changes = {}
+        for key in ("resume", "data"):
+            if getattr(spec, key):
+                changes[key] = client.ensure(Path(getattr(spec, key)))
+        if spec.checkpoint_out:
+            name = "checkpoint.pt"
+            client.outputs[name] = Path(spec.checkpoint_out)
+            changes["checkpoint_out"] = name
+        return dataclasses.replace(spec, **changes) if changes else spec
 
     def lost_devices(self, devices: list[str]) -> list[str]:
         return [d for d in devices
@@ -156,7 +275,12 @@ class RemoteLauncher(Launcher):
                 or self.clients[d].silent_for() > self.heartbeat_timeout_s]
 
     def available_devices(self, devices: list[str]) -> list[str]:
-        return [d for d in devices if d in self.addresses and self._client(d) is not None]
+        """The devices that answer now. Those not connected are probed all at once (a device that is
+        gone costs one connection timeout in all, not one each: recovery waits on this)."""
+        known = [d for d in devices if d in self.addresses]
+        with ThreadPoolExecutor(max_workers=max(len(known), 1)) as pool:
+            answers = list(pool.map(lambda d: self._client(d) is not None, known))
+        return [d for d, there in zip(known, answers) if there]
 
     def close(self) -> None:
         for client in self.clients.values():

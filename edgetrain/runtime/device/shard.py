@@ -11,11 +11,13 @@ the process waits for the next spec (a worker reuses it) until stdin closes.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
 from datetime import timedelta
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -71,34 +73,63 @@ def run_shard(spec: ShardSpec) -> None:
              cpu_source=cpu_clock.source, startup_s=time.perf_counter() - started)
         last_step = start_step + spec.steps
         mark = time.perf_counter()
-        for step in range(start_step + 1, last_step + 1):
-            inputs, targets = batch_for_step(corpus, spec.seed, step - 1, cfg.batch_size, cfg.seq_len)
-            wall0, cpu0 = time.perf_counter(), cpu_clock.seconds()
-            result = trainer.train_step(inputs, targets)
-            wall, cpu = time.perf_counter() - wall0, cpu_clock.seconds() - cpu0
-            sent, recv = traffic.delta()
-            energy = meter.measure(Usage(wall, cpu, sent, recv))
-            # interval_s: the whole loop iteration, our bookkeeping included (what the overhead benchmark compares).
-            now = time.perf_counter()
-            emit("step", rank=spec.rank, step=step, loss=result.loss, loss_weight=result.loss_weight,
-                 time_s=wall, cpu_s=cpu, bytes_sent=sent, bytes_recv=recv, energy_j=energy, interval_s=now - mark)
-            mark = now
-            due = spec.checkpoint_every and step % spec.checkpoint_every == 0
-            if spec.checkpoint_out and (due or step == last_step):
-                saved = time.perf_counter()
-                state = trainer.full_state()
-                if state is not None:
-                    save_checkpoint(spec.checkpoint_out, step=step, seed=spec.seed, model_cfg=cfg,
-                                    corpus=corpus.fingerprint, model_state=state[0], optim_state=state[1])
-                    emit("checkpoint", rank=spec.rank, step=step, path=spec.checkpoint_out,
-                         time_s=time.perf_counter() - saved)
-                traffic.delta()  # checkpoint traffic is not a training step's
-                mark = time.perf_counter()
+        step = start_step
+        while True:
+            step = _train_until(spec, cfg, corpus, trainer, meter, traffic, cpu_clock, step, last_step, mark)
+            if not spec.hold:
+                break
+            # A held plan: the same process group, model and optimizer go on when the coordinator keeps the
+            # plan at its next decision (no restart, no reload); a release ends it as usual.
+            emit("held", rank=spec.rank, step=step)
+            more = _next_segment()
+            if more is None:
+                break
+            last_step += more
+            mark = time.perf_counter()
         emit("done", rank=spec.rank)
     finally:
         if meter is not None:
             meter.close()
         dist.destroy_process_group()
+
+
+def _next_segment() -> Optional[int]:
+    """Steps to go on for, from the worker: {"continue": N}; None on {"release": true} or a closed stdin."""
+    line = sys.stdin.readline()
+    if not line.strip():
+        return None
+    order = json.loads(line)
+    steps = order.get("continue") if isinstance(order, dict) else None
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0 else None
+
+
+def _train_until(spec, cfg, corpus, trainer, meter, traffic, cpu_clock, step: int, last_step: int,
+                 mark: float) -> int:
+    """Train steps step+1..last_step (checkpointing as the spec says, and after the last); returns the last."""
+    for step in range(step + 1, last_step + 1):
+        inputs, targets = batch_for_step(corpus, spec.seed, step - 1, cfg.batch_size, cfg.seq_len)
+        wall0, cpu0 = time.perf_counter(), cpu_clock.seconds()
+        result = trainer.train_step(inputs, targets)
+        wall, cpu = time.perf_counter() - wall0, cpu_clock.seconds() - cpu0
+        sent, recv = traffic.delta()
+        energy = meter.measure(Usage(wall, cpu, sent, recv))
+        # interval_s: the whole loop iteration, our bookkeeping included (what the overhead benchmark compares).
+        now = time.perf_counter()
+        emit("step", rank=spec.rank, step=step, loss=result.loss, loss_weight=result.loss_weight,
+             time_s=wall, cpu_s=cpu, bytes_sent=sent, bytes_recv=recv, energy_j=energy, interval_s=now - mark)
+        mark = now
+        due = spec.checkpoint_every and step % spec.checkpoint_every == 0
+        if spec.checkpoint_out and (due or step == last_step):
+            saved = time.perf_counter()
+            state = trainer.full_state()
+            if state is not None:
+                save_checkpoint(spec.checkpoint_out, step=step, seed=spec.seed, model_cfg=cfg,
+                                corpus=corpus.fingerprint, model_state=state[0], optim_state=state[1])
+                emit("checkpoint", rank=spec.rank, step=step, path=spec.checkpoint_out,
+                     time_s=time.perf_counter() - saved)
+            traffic.delta()  # checkpoint traffic is not a training step's
+            mark = time.perf_counter()
+    return last_step
 
 
 def main() -> int:

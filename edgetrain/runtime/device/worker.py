@@ -10,6 +10,7 @@ keeps serving.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from typing import Callable, Optional
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handshake
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
+from edgetrain.runtime.wire.transfer import Assembly, TransferError, chunk_messages, is_plain_name, start_assembly
 
 log = logging.getLogger("edgetrain.worker")
 MAX_SESSIONS = 16
@@ -61,7 +63,7 @@ def battery_percent(battery_file: Optional[str]) -> Optional[float]:
 class Worker:
     def __init__(self, device: str, listen: tuple[str, int], token: bytes, socket_ifname: Optional[str] = None,
                  battery_file: Optional[str] = None, heartbeat_s: float = 1.0, log_dir: Optional[str] = None,
-                 on_listening: Optional[Callable[[str, int], None]] = None):
+                 on_listening: Optional[Callable[[str, int], None]] = None, workdir: Optional[str] = None):
         self.device = device
         self.listen = listen
         self.token = token
@@ -71,6 +73,9 @@ class Worker:
         self.log_dir = Path(log_dir) if log_dir else None
         self.on_listening = on_listening
         """Told the address and port the worker listens on (the port the system chose for port 0)."""
+        self.store = Path(workdir or default_workdir(device)) / "store"
+        """The only folder this worker reads or writes for a coordinator: checkpoints it was sent, the
+        checkpoints its shards write, a corpus it was sent. Names on the wire resolve inside it."""
         self.cpu = CpuClock()
         self.started = time.time()
         self._lock = threading.Lock()
@@ -86,6 +91,10 @@ class Worker:
         self._pending: "OrderedDict[socket.socket, str]" = OrderedDict()
         """Connections still in their handshake (oldest first), with their peer address."""
         self._refusals = RefusalLog()
+        self._plan_over: dict[int, threading.Event] = {}
+        """Per process released from a held plan: set once its last event of that plan was sent."""
+        self._incoming: dict[int, Assembly] = {}
+        """Per coordinator connection: the file it is sending."""
         self._stopping = threading.Event()
         self.server: Optional[socket.socket] = None
 
@@ -115,6 +124,22 @@ class Worker:
             running = any(p.poll() is None for p in self._shards.values())
             if not self._stopping.is_set() and not running and (self._spare is None or self._spare.poll() is not None):
                 self._spare = self._new_shard_process()
+
+    def confined(self, spec: ShardSpec) -> ShardSpec:
+        """The spec with its file names resolved inside this worker's store; a path, or a file it was
+        not sent, is refused (a coordinator cannot make a worker read or write anything else)."""
+        changes = {}
+        for key, prefix, must_exist in (("resume", "", True), ("data", "", True), ("checkpoint_out", "out-", False)):
+            name = getattr(spec, key)
+            if name is None:
+                continue
+            if not is_plain_name(name):
+                raise ValueError(f"shard spec field {key!r} must name a file sent to this worker, not a path")
+            path = self.store / (prefix + name)
+            if must_exist and not path.is_file():
+                raise ValueError(f"shard spec field {key!r}: no file {name} was sent to this worker")
+            changes[key] = str(path)
+        return dataclasses.replace(spec, **changes) if changes else spec
 
     def start_shard(self, spec: ShardSpec, channel: Channel) -> None:
         deadline = time.monotonic() + FINISH_GRACE_S
@@ -160,7 +185,11 @@ class Worker:
                             else:
                                 process.stdin.close()  # one warm process is enough: this one ends
                 if route is not None:
+                    if event["event"] == "checkpoint":  # the file first, then the news: nothing is shared
+                        event = self._send_checkpoint(route[0], event)
                     route[0].send({"type": "event", "event": event})
+                if event["event"] == "done" and process.pid in self._plan_over:
+                    self._plan_over[process.pid].set()  # a release waits for this
             code = process.wait()
             with self._lock:
                 route = self._routes.pop(process.pid, None)
@@ -174,6 +203,58 @@ class Worker:
                 self._finishing.pop(process.pid, None)
             if not self._stopping.is_set():
                 self.warm_up()
+
+    def order_shards(self, order: dict) -> bool:
+        """Tell this device's running shard (a held plan) to go on or to end; False when none runs. A
+        release returns once the shard's last event went out (the coordinator's next plan sees none of it)."""
+        with self._lock:
+            running = [p for p in self._shards.values() if p.poll() is None]
+            if "release" in order:
+                for process in running:
+                    self._plan_over[process.pid] = threading.Event()
+        for process in running:
+            try:
+                process.stdin.write(json.dumps(order) + "\n")
+                process.stdin.flush()
+            except OSError:
+                return False
+        if "release" in order:
+            deadline = time.monotonic() + FINISH_GRACE_S
+            for process in running:
+                if not self._plan_over[process.pid].wait(max(deadline - time.monotonic(), 0.0)):
+                    _kill(process)  # it did not end its plan: not to be trusted with another
+                self._plan_over.pop(process.pid, None)
+        return bool(running)
+
+    def _send_checkpoint(self, channel: Channel, event: dict) -> dict:
+        """Send the checkpoint a shard wrote to the coordinator; the event then names it as sent."""
+        path = Path(event["path"])
+        name = path.name[len("out-"):] if path.name.startswith("out-") else path.name
+        for message in chunk_messages("chunk", name, path):
+            channel.send(message)
+        return {**event, "path": name}
+
+    def _receive_file(self, channel: Channel, message: dict) -> None:
+        name = message["name"]
+        if not is_plain_name(name):
+            raise ProtocolError("a file name on the wire must not be a path")
+        key = id(channel)  # one transfer at a time per coordinator connection
+        try:
+            self._incoming[key] = start_assembly(message, self.store / name, self._incoming.get(key))
+            if self._incoming[key].add(message):
+                del self._incoming[key]
+                channel.send({"type": "stored", "name": name})
+                self._prune_store()
+        except TransferError as exc:
+            self._incoming.pop(key, None)
+            channel.send({"type": "refused", "reason": f"{name}: {exc}"})
+
+    def _prune_store(self, keep: int = 6) -> None:
+        """Files sent here are named by their content and pile up over a deployment: keep the newest."""
+        files = sorted((p for p in self.store.iterdir() if p.is_file() and not p.name.startswith((".", "out-"))),
+                       key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in files[keep:]:
+            old.unlink(missing_ok=True)
 
     def stop_shards(self) -> None:
         """Kill every running shard (warm ones stay) and wait until their exits have been sent: a
@@ -281,6 +362,15 @@ class Worker:
                 return
 
     def _handle(self, channel: Channel) -> None:
+        self.store.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._serve_requests(channel)
+        finally:
+            unfinished = self._incoming.pop(id(channel), None)
+            if unfinished is not None:
+                unfinished.abandon()
+
+    def _serve_requests(self, channel: Channel) -> None:
         while True:
             message = channel.receive()
             kind = message["type"]
@@ -289,15 +379,40 @@ class Worker:
             elif kind == "stop":
                 self.stop_shards()
                 channel.send({"type": "stopped"})
+            elif kind in ("extend", "release"):  # a held plan goes on, or ends as a finished one does
+                if kind == "extend" and not 0 < message["steps"] <= 10 ** 9:
+                    channel.send({"type": "refused", "reason": "steps out of range"})
+                elif self.order_shards({"continue": message["steps"]} if kind == "extend" else {"release": True}):
+                    channel.send({"type": "extended"} if kind == "extend" else {"type": "stopped"})
+                else:
+                    channel.send({"type": "refused", "reason": "no held shard on this device"})
+            elif kind == "have":
+                path = self.store / message["name"]
+                present = is_plain_name(message["name"]) and path.is_file()
+                channel.send({"type": "has", "name": message["name"][:128], "size": path.stat().st_size if present else -1})
+            elif kind == "put":
+                self._receive_file(channel, message)
+            elif kind == "fetch":  # the coordinator's copy of a checkpoint arrived corrupted: again
+                name = message["name"]
+                path = self.store / ("out-" + name)
+                if not is_plain_name(name) or not path.is_file():
+                    channel.send({"type": "refused", "reason": "no such checkpoint to fetch"})
+                else:
+                    for chunk in chunk_messages("chunk", name, path):
+                        channel.send(chunk)
             elif kind == "start":
                 try:
-                    spec = ShardSpec.from_json(json.dumps(message["spec"]))
+                    spec = self.confined(ShardSpec.from_json(json.dumps(message["spec"])))
                     self.start_shard(spec, channel)
                     channel.send({"type": "started", "rank": spec.rank})
                 except (ValueError, TypeError, RuntimeError) as exc:
                     channel.send({"type": "refused", "reason": str(exc)[:300]})
             else:
                 raise ProtocolError(f"a coordinator does not send {kind}")
+
+
+def default_workdir(device: str) -> Path:
+    return Path.home() / ".edgetrain" / "worker" / device
 
 
 class RefusalLog:

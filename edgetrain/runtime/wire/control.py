@@ -42,15 +42,25 @@ MESSAGE_SCHEMA: dict[str, dict[str, tuple]] = {
     "status": {},
     "start": {"spec": (dict,)},
     "stop": {},
+    "have": {"name": (str,)},
+    "put": {"name": (str,), "offset": (int,), "total": (int,), "sha256": (str,), "data": (str,)},
+    "fetch": {"name": (str,)},
+    "extend": {"steps": (int,)},
+    "release": {},
     # worker -> coordinator
     "state": {"state": (dict,)},
     "heartbeat": {"state": (dict,)},
     "started": {"rank": (int,)},
+    "extended": {},
     "stopped": {},
     "event": {"event": (dict,)},
     "exit": {"rank": (int,), "code": (int,)},
     "refused": {"reason": (str,)},
+    "has": {"name": (str,), "size": (int,)},
+    "stored": {"name": (str,)},
+    "chunk": {"name": (str,), "offset": (int,), "total": (int,), "sha256": (str,), "data": (str,)},
 }
+"""Files travel as put/chunk messages (wire/transfer.py): checkpoints to and from devices."""
 
 
 class ProtocolError(Exception):

@@ -49,6 +49,9 @@ class ShardSpec:
     """torch.distributed timeout; liveness is watched by the coordinator, not by this."""
     mode: str = "train"
     """train: run the plan; calibrate: measure this device's compute and its links (device/measurements.py)."""
+    hold: bool = False
+    """After the last step, keep the process group, model and optimizer and wait for more steps (a plan
+    the coordinator may keep at its next decision); the worker's extend/release orders go on or end it."""
 
     def __post_init__(self):
         # Every field checked for type and bound before anything acts on the spec: it comes from the
@@ -114,7 +117,7 @@ _FIELD_RULES: dict[str, tuple[tuple, float, float]] = {
     "cores": (_NUMBER, 1e-3, 1024), "data": (_OPTIONAL_TEXT, 1, _PATH_MAX), "resume": (_OPTIONAL_TEXT, 1, _PATH_MAX),
     "checkpoint_out": (_OPTIONAL_TEXT, 1, _PATH_MAX), "checkpoint_every": (_INT, 0, 10 ** 9),
     "hardware_meter": ((bool,), 0, 1), "socket_ifname": (_OPTIONAL_TEXT, 1, 15), "timeout_s": (_NUMBER, 1e-3, 86400),
-    "mode": (_TEXT, 1, 16),
+    "mode": (_TEXT, 1, 16), "hold": ((bool,), 0, 1),
 }
 _TYPE_NAMES = {_INT: "an integer", _NUMBER: "a number", _TEXT: "text", _OPTIONAL_TEXT: "text or null",
                (dict,): "an object", (bool,): "true or false"}
@@ -133,6 +136,7 @@ EVENT_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
              "energy_j": (int, float), "interval_s": (int, float)},
     "checkpoint": {"rank": (int,), "step": (int,), "path": (str,), "time_s": (int, float)},
     "measurement": {"rank": (int,), "part": (str,), "data": (dict,)},
+    "held": {"rank": (int,), "step": (int,)},
     "done": {"rank": (int,)},
     "idle": {"rank": (int,)},
     "error": {"rank": (int,), "message": (str,)},
