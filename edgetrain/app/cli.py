@@ -366,6 +366,21 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from edgetrain.fleet.check import check_cluster, describe
+    from edgetrain.fleet.cluster import load_cluster
+    cluster = load_cluster(args.cluster_file)
+    try:
+        reports = check_cluster(cluster)
+    except ValueError as exc:  # the token file: unreadable, too short, or readable by others
+        raise UserError(f"{cluster.source}: token_file: {exc}") from None
+    for report in reports:
+        print(describe(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(reports, indent=2))
+    return 0 if all(r["ok"] for r in reports) else 1
+
+
 def cmd_plans(args: argparse.Namespace) -> int:
     from edgetrain.core.feasibility import plan_problems
     from edgetrain.core.plans import enumerate_plans
@@ -552,6 +567,14 @@ def build_parser() -> argparse.ArgumentParser:
     plans.add_argument("--max-devices", type=int, default=3, help="largest device group to list (default: 3)")
     plans.add_argument("--all", action="store_true", help="also list infeasible plans, with the reason")
     plans.set_defaults(func=cmd_plans)
+
+    cluster = sub.add_parser("cluster", help="check the devices of a cluster file",
+                             description="Ask every worker of a cluster file: reachable, authenticated, version, "
+                                         "GPU, energy meter, free memory, clock offset. Exit 1 if any is not ok.")
+    cluster.add_argument("action", choices=["check"])
+    cluster.add_argument("cluster_file", help="the cluster file (devices, addresses, token_file)")
+    cluster.add_argument("--json", default=None, help="also write the answers here")
+    cluster.set_defaults(func=cmd_cluster)
 
     profiles = sub.add_parser("profiles", help="list the device profile catalog")
     profiles.add_argument("--sources", action="store_true", help="show where every number comes from")

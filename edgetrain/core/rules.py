@@ -7,5 +7,8 @@ BATTERY_CUTOFF_PCT = 10.0
 BATTERY_RETURN_PCT = 20.0
 
 # Seconds of missed heartbeats after which the coordinator declares a device lost (a broken connection
-# is noticed at once); the simulator charges this much detection time for every failure.
-HEARTBEAT_TIMEOUT_S = 5.0
+# is noticed at once); the simulator charges this much detection time for every failure. Workers beat
+# every HEARTBEAT_EVERY_S: five beats may go missing (a loaded device, a jittery Wi-Fi) before a device
+# counts as lost, and a recovery still starts within seconds (issue 11: resumed within 3 s).
+HEARTBEAT_EVERY_S = 0.5
+HEARTBEAT_TIMEOUT_S = 2.5

@@ -14,13 +14,15 @@ def test_clairvoyant_then_greedy_then_all_devices_on_every_episode(name):
     scenario = load_scenario(name)
     report = evaluate(scenario, load_calibration(default_calibration_path(scenario)), None, 5, seed=2000)
     per_episode = report["per_episode_zeus_cost"]
-    for episode, (oracle, greedy, all_dp, single) in enumerate(zip(
-            per_episode["lifetime_oracle"], per_episode["greedy"], per_episode["all_dp"],
+    for episode, (planner, greedy, all_dp, single) in enumerate(zip(
+            per_episode["clairvoyant"], per_episode["greedy"], per_episode["all_dp"],
             per_episode["fastest_single"])):
-        # Knowing the future and judging plans over their lifetime never loses to greedy here; greedy's
-        # cheapest plan beats both rules of thumb (on these fleets every device at once, and the fastest
-        # alone, cost more than the laptop and the Orin together).
-        assert oracle <= greedy + 1e-12, (episode, oracle, greedy)
+        # Planning the job on the true trace never loses to greedy here; greedy's cheapest plan beats both
+        # rules of thumb (on these fleets every device at once, and the fastest alone, cost more than the
+        # laptop and the Orin together). (The lifetime oracle, which judges one plan's lifetime without
+        # replanning, no longer always does: since a lost device is noticed in 2.5 s, not 5, a failure
+        # costs less than the slower plan it sometimes picks to dodge one: 1.005x greedy on one episode.)
+        assert planner <= greedy + 1e-12, (episode, planner, greedy)
         assert greedy < all_dp and greedy < single, (episode, greedy, all_dp, single)
     results = report["results"]
     assert results["greedy"]["zeus_cost"] < results["random"]["zeus_cost"]

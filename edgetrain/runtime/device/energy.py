@@ -231,3 +231,21 @@ def select_meter(profile: PowerProfile, use_hardware: bool, sysfs: Path = Path("
         if present:
             return SumMeter(present)
     return ProfileMeter(profile)
+
+
+def hardware_facts(sysfs: Path = Path("/sys")) -> dict:
+    """What a device has for training and metering, for `edgetrain cluster check`: its NVIDIA GPUs (by
+    NVML, or a Jetson's integrated one), and the hardware meter shards would use (None: the profile meter)."""
+    gpus: list[str] = []
+    nvml = NvmlMeter.detect()
+    if nvml is not None:
+        for handle in nvml.handles:
+            name = nvml.nvml.nvmlDeviceGetName(handle)
+            gpus.append(name.decode() if isinstance(name, bytes) else str(name))
+    jetson = JetsonRailMeter.detect(sysfs)
+    if jetson is not None and not gpus:
+        gpus.append("NVIDIA Jetson (integrated)")
+    present = [m.name for m in (jetson,) if m is not None] or \
+        [m.name for m in (RaplMeter.detect(sysfs), nvml) if m is not None]
+    return {"gpus": gpus, "meter": "+".join(present) if present else None}
+

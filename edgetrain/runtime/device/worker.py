@@ -24,8 +24,11 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional
 
+from edgetrain.core.rules import HEARTBEAT_EVERY_S
+from edgetrain import __version__
 from edgetrain.runtime.device.cpu import CpuClock
-from edgetrain.runtime.wire.control import Channel, ProtocolError, server_handshake
+from edgetrain.runtime.device.energy import hardware_facts
+from edgetrain.runtime.wire.control import PROTOCOL_VERSION, Channel, ProtocolError, server_handshake
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
 from edgetrain.runtime.wire.transfer import Assembly, TransferError, chunk_messages, is_plain_name, start_assembly
 
@@ -62,7 +65,7 @@ def battery_percent(battery_file: Optional[str]) -> Optional[float]:
 
 class Worker:
     def __init__(self, device: str, listen: tuple[str, int], token: bytes, socket_ifname: Optional[str] = None,
-                 battery_file: Optional[str] = None, heartbeat_s: float = 1.0, log_dir: Optional[str] = None,
+                 battery_file: Optional[str] = None, heartbeat_s: float = HEARTBEAT_EVERY_S, log_dir: Optional[str] = None,
                  on_listening: Optional[Callable[[str, int], None]] = None, workdir: Optional[str] = None):
         self.device = device
         self.listen = listen
@@ -77,6 +80,8 @@ class Worker:
         """The only folder this worker reads or writes for a coordinator: checkpoints it was sent, the
         checkpoints its shards write, a corpus it was sent. Names on the wire resolve inside it."""
         self.cpu = CpuClock()
+        self.facts = {"version": __version__, "protocol": PROTOCOL_VERSION, **hardware_facts()}
+        """What does not change while it runs (edgetrain version, GPUs, hardware meter): said in every state."""
         self.started = time.time()
         self._lock = threading.Lock()
         self._shards: dict[int, subprocess.Popen] = {}
@@ -280,7 +285,7 @@ class Worker:
         return {"device": self.device, "time": time.time(), "uptime_s": time.time() - self.started,
                 "cpu_s": self.cpu.seconds(), "cpu_source": self.cpu.source, "load": os.getloadavg()[0],
                 "memory_available_mb": memory_mb, "battery_pct": battery_percent(self.battery_file),
-                "shards_running": running}
+                "shards_running": running, **self.facts}
 
     # --- network ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
