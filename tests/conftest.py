@@ -61,3 +61,20 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.fixture
 def tiny_scenario_path() -> str:
     return TINY
+
+
+def serve_on_a_free_port(worker, timeout_s: float = 10.0):
+    """Start an in-process worker daemon on a port the system picks as it binds (a port probed free and
+    bound later may be taken meanwhile); returns it with `listen` set to where it listens."""
+    import threading
+    listening = threading.Event()
+
+    def ready(host, port):
+        worker.listen = (host, port)
+        listening.set()
+
+    worker.listen = (worker.listen[0], 0)
+    worker.on_listening = ready
+    threading.Thread(target=worker.serve_forever, daemon=True).start()
+    assert listening.wait(timeout_s), f"worker {worker.device} did not start listening"
+    return worker

@@ -53,16 +53,18 @@ def _kill_device(worker: subprocess.Popen) -> None:
     worker.wait()
 
 
-# A worker on a board of its own: the token is read, then a fresh tmpfs hides /tmp (and with it every
-# folder of the coordinator); the token is written inside, and the worker's folder is there too.
+# A worker on a board of its own: the token is read, then a fresh tmpfs hides pytest's whole temporary
+# folder ($6: every folder of the coordinator: run dirs, checkpoints, the other workers' files; the code
+# and its virtual environment live elsewhere and stay visible); the token is written inside, and the
+# worker's folder is there too.
 PRIVATE_WORKER = """set -e
 secret=$(cat "$2")
-mount -t tmpfs -o mode=700 private-tmp /tmp
+mount -t tmpfs -o mode=700 private "$6"
 if [ -e "$5" ]; then echo "the coordinator's folder is visible" >&2; exit 3; fi
 umask 077
-printf '%s' "$secret" > /tmp/token
-exec "$1" -m edgetrain worker --listen "127.0.0.1:$3" --token-file /tmp/token --device "$4" --socket-ifname lo \
-    --workdir /tmp/work
+printf '%s' "$secret" > "$6/token"
+exec "$1" -m edgetrain worker --listen "127.0.0.1:$3" --token-file "$6/token" --device "$4" --socket-ifname lo \
+    --workdir "$6/work"
 """
 
 
@@ -73,11 +75,11 @@ def cluster(tmp_path_factory):
     ports = _free_ports(len(DEVICES))
     workers = {}
     for device, port in zip(DEVICES, ports):
-        # Each device in its own mount namespace with a private /tmp, as separate boards would be: it
-        # cannot see the coordinator's folders (the test's tmp_path is under /tmp), nor the others'.
+        # Each device in its own mount namespace with a private folder, as separate boards would be: it
+        # cannot see the coordinator's folders, nor the others'.
         workers[device] = subprocess.Popen(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_WORKER, "sh", sys.executable,
-             str(root / "token"), str(port), device, str(root)],
+             str(root / "token"), str(port), device, str(root), str(tmp_path_factory.getbasetemp())],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(root / f"worker-{device}.log", "w"))
     for port in ports:
         _wait_listening(port)

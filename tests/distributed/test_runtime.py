@@ -2,7 +2,6 @@
 
 import contextlib
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -155,12 +154,15 @@ def loopback_workers(token: bytes, workdir):
     from edgetrain.runtime.device.worker import Worker
     workers = {}
     for device in ("a", "b", "c"):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        workers[device] = Worker(device, ("127.0.0.1", port), token, socket_ifname="lo",
-                                 workdir=str(Path(workdir) / device))
+        listening = threading.Event()
+        # Port 0: the system picks a free port as it binds (a port found free first may be taken by the
+        # time the worker binds it: a gloo master port of an earlier test, say).
+        workers[device] = Worker(device, ("127.0.0.1", 0), token, socket_ifname="lo",
+                                 workdir=str(Path(workdir) / device),
+                                 on_listening=lambda host, port, w=device, ready=listening: (
+                                     setattr(workers[w], "listen", (host, port)), ready.set()))
         threading.Thread(target=workers[device].serve_forever, daemon=True).start()
+        assert listening.wait(10), f"worker {device} did not start listening"
     launcher = RemoteLauncher({d: w.listen for d, w in workers.items()}, token)
     try:
         deadline = time.monotonic() + 60

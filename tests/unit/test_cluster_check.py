@@ -3,21 +3,16 @@
 import json
 import os
 import socket
-import threading
 
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, serve_on_a_free_port
 from edgetrain import __version__
 from edgetrain.core.secrets import write_secret
 from edgetrain.runtime.device.worker import Worker
 
 
 def _serve(worker: Worker) -> Worker:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        worker.listen = s.getsockname()
     worker.warm_up = lambda: None
-    threading.Thread(target=worker.serve_forever, daemon=True).start()
-    return worker
+    return serve_on_a_free_port(worker)
 
 
 def test_cluster_check_says_per_device_what_is_there_and_what_is_wrong(tmp_path):

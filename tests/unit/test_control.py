@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from conftest import serve_on_a_free_port
 from edgetrain.runtime.device.worker import Worker
 from edgetrain.runtime.wire.control import ProtocolError, connect
 
@@ -17,23 +18,10 @@ HUNG_UP = {errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE}
 
 
 @pytest.fixture
-def worker():
-    server = Worker("dev0", ("127.0.0.1", 0), TOKEN, heartbeat_s=0.2)
-    # Bind before serving so the test knows the port; no warm shard for these protocol tests.
-    server.warm_up = lambda: None
-    sock = socket.create_server(("127.0.0.1", 0))
-    server.listen = sock.getsockname()
-    sock.close()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(server.listen, timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield server
+def worker(tmp_path):
+    server = Worker("dev0", ("127.0.0.1", 0), TOKEN, heartbeat_s=0.2, workdir=str(tmp_path / "worker"))
+    server.warm_up = lambda: None  # no warm shard for these protocol tests
+    yield serve_on_a_free_port(server)
     server.shutdown()
 
 

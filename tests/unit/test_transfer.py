@@ -4,13 +4,11 @@ a corrupted transfer is detected by its hash and sent again; a worker reads and 
 import hashlib
 import os
 import queue
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import serve_on_a_free_port
 from edgetrain.runtime.coordinator.launcher import ShardMessage
 from edgetrain.runtime.coordinator.remote import WorkerClient
 from edgetrain.runtime.device.worker import Worker
@@ -83,18 +81,8 @@ def test_names_on_the_wire_are_plain_file_names(name, plain):
 def worker_and_client(tmp_path):
     server = Worker("dev0", ("127.0.0.1", 0), TOKEN, heartbeat_s=0.2, workdir=str(tmp_path / "worker"))
     server.warm_up = lambda: None
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        server.listen = s.getsockname()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            client = WorkerClient("dev0", server.listen, TOKEN)
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    serve_on_a_free_port(server)
+    client = WorkerClient("dev0", server.listen, TOKEN)
     yield server, client
     client.close()
     server.shutdown()

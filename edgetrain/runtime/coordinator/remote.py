@@ -221,8 +221,9 @@ class RemoteLauncher(Launcher):
         """Devices whose peer failed authentication (or is another device), with why: never trusted."""
 
     def connect_all(self, timeout_s: float = 10.0) -> None:
-        for device in self.addresses:
-            self._client(device, timeout_s)
+        devices = list(self.addresses)
+        with ThreadPoolExecutor(max_workers=max(len(devices), 1)) as pool:  # one timeout in all, not one each
+            list(pool.map(lambda d: self._client(d, timeout_s), devices))
 
     def _client(self, device: str, timeout_s: float = 2.0) -> Optional[WorkerClient]:
         client = self.clients.get(device)
