@@ -230,6 +230,32 @@ def test_a_kept_plan_goes_on_in_the_same_processes_and_trains_exactly_like_one_d
         assert_close(first.losses + second.losses + third.losses, local_losses)
 
 
+def test_a_recovering_job_keeps_a_standby_process_that_imports_at_low_priority_and_trains_at_full(tmp_path):
+    """Before: a recovery waited for fresh processes to import torch under the device's CPU share (9.2 s
+    to resume on the testbed). A job that can recover asks each device for a standby process, started at
+    nice 19 beside the shard; the next plan runs in it at the worker's own priority."""
+    import os
+    with loopback_workers(b"standby-test-token-0123456789abcdef", tmp_path / "devices") as (workers, launcher):
+        scenario = load_scenario(TINY)
+        run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / "one",
+                    socket_ifnames={d: "lo" for d in workers}, standby=True), launcher)
+        deadline = time.monotonic() + 10
+        while any(w._finishing for w in workers.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        standby = {d: workers[d]._spare for d in ("a", "b")}
+        for process in standby.values():
+            assert process is not None and process.poll() is None
+            assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
+        run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / "two",
+                    socket_ifnames={d: "lo" for d in workers}), launcher)
+        deadline = time.monotonic() + 10
+        while any(w._spare is None for w in workers.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for device, process in standby.items():  # it ran the second plan, at the worker's priority
+            assert workers[device]._spare.pid == process.pid
+            assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def test_run_resume_goes_on_from_the_checkpoint_on_the_same_text_and_refuses_other_text(tmp_path):
     """Before: --resume with another --data went on silently with batches of other text."""
     checkpoint = tmp_path / "first.pt"

@@ -42,6 +42,8 @@ class Job:
     """train, or calibrate: every device of the plan measures itself and its links (no training)."""
     faults: dict[int, str] = field(default_factory=dict)
     """Fault injection for tests and demos: after step N completes, kill device D's worker."""
+    standby: bool = False
+    """Ask each device to keep a standby process warm while this plan trains (recovering jobs do)."""
     hold: bool = False
     """Keep the plan's shards after the last step (in `session`), so that a next job on the same plan from
     this step goes on in them: no restart, no reload (launchers that can; workers can)."""
@@ -131,7 +133,7 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                   profile=job.scenario.device(device).profile, cores=job.device_cores.get(device, 1.0),
                   data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
                   checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
-                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode, hold=hold)
+                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode, hold=hold, standby=job.standby)
         for rank, device in enumerate(job.plan.devices)
     ]
     if metrics is None:  # else: a recovery continues the run's metrics

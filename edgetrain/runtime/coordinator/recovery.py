@@ -44,7 +44,7 @@ def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambd
     if not job.checkpoint_out:
         raise RunError("recovery needs checkpoints: give the job a checkpoint path")
     metrics: Optional[RunMetrics] = None
-    current = job
+    current = dataclasses.replace(job, standby=True)  # a recovery then starts in warm processes
     pending: Optional[dict] = None  # the last recovery, until its first step tells how long it took
     while True:
         try:

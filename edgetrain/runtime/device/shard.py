@@ -138,6 +138,8 @@ def main() -> int:
     next plan, which then starts in a fraction of a second. A process that failed is not reused."""
     rank = -1
     try:
+        if os.environ.get("EDGETRAIN_PRELOAD_CORPUS"):  # a worker's warm process: the built-in text read ahead too
+            corpus_for(None)
         while True:
             line = sys.stdin.readline()
             if not line.strip():

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +46,8 @@ REFUSALS_LOGGED_PER_MINUTE = 20
 # How long a new plan waits for the last plan's processes to finish tearing down their process groups
 # (milliseconds, normally) before it kills them and starts a fresh process.
 FINISH_GRACE_S = 3.0
+STANDBY_NICE = 19
+"""A standby process imports torch at the lowest priority: the training shard beside it loses almost nothing."""
 
 
 def battery_percent(battery_file: Optional[str]) -> Optional[float]:
@@ -108,15 +111,18 @@ class Worker:
     # finished its plan cleanly becomes the warm one again. Importing torch beside a running shard would
     # steal the device's CPU (all of it counts against an emulated device's quota), and importing it
     # again for every plan would cost seconds per plan on a small device.
-    def _new_shard_process(self) -> subprocess.Popen:
+    def _new_shard_process(self, standby: bool = False) -> subprocess.Popen:
         stderr = subprocess.DEVNULL
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             path = self.log_dir / f"shard-{self.device}-{time.time_ns()}.log"  # 0600: it may hold paths, errors
             stderr = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
-        process = subprocess.Popen([sys.executable, "-m", "edgetrain.runtime.device.shard"], stdin=subprocess.PIPE,
-                                   stdout=subprocess.PIPE, stderr=stderr, text=True,
-                                   env=shard_environment(self.socket_ifname), start_new_session=True)
+        # `nice` execs the interpreter (same pid); no preexec_fn, which is unsafe in a threaded daemon.
+        niced = ["nice", "-n", str(STANDBY_NICE)] if standby and shutil.which("nice") else []
+        process = subprocess.Popen([*niced, sys.executable, "-m", "edgetrain.runtime.device.shard"],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                   env={**shard_environment(self.socket_ifname), "EDGETRAIN_PRELOAD_CORPUS": "1"},
+                                   start_new_session=True)
         if stderr is not subprocess.DEVNULL:
             stderr.close()
         forwarder = threading.Thread(target=self._forward, args=(process,), daemon=True)
@@ -158,9 +164,15 @@ class Worker:
                 raise RuntimeError("a shard is already running on this device; stop it first")
             process = self._spare if self._spare is not None and self._spare.poll() is None else None
             self._spare = None
+            if process is not None:
+                _full_priority(process)  # a standby imported at the lowest priority; it trains at the normal one
             process = process or self._new_shard_process()
             self._shards[spec.rank] = process
             self._routes[process.pid] = (channel, spec.rank)
+            if spec.standby and not self._stopping.is_set():
+                # The next plan's process, ready before it is needed: it takes CPU only when the shard
+                # leaves some (its nice value), and a recovery or a switch then starts in a second.
+                self._spare = self._new_shard_process(standby=True)
         try:
             process.stdin.write(spec.to_json() + "\n")
             process.stdin.flush()
@@ -446,6 +458,19 @@ class RefusalLog:
             self._logged += 1
         log.warning("rejected peer %s: %s", ascii(peer)[1:-1], ascii(reason[:200])[1:-1])
         return True
+
+
+def _full_priority(process: subprocess.Popen) -> None:
+    """Every thread of a standby process back to the worker's own priority (raising a priority needs root
+    or CAP_SYS_NICE; without, it stays low: a device with nothing else to run loses nothing by it)."""
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        if os.getpriority(os.PRIO_PROCESS, process.pid) == own:
+            return
+        for tid in os.listdir(f"/proc/{process.pid}/task"):
+            os.setpriority(os.PRIO_PROCESS, int(tid), own)
+    except (PermissionError, FileNotFoundError, ProcessLookupError):
+        pass
 
 
 def _hang_up(conn: socket.socket) -> None:

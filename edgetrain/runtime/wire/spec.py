@@ -49,6 +49,9 @@ class ShardSpec:
     """torch.distributed timeout; liveness is watched by the coordinator, not by this."""
     mode: str = "train"
     """train: run the plan; calibrate: measure this device's compute and its links (device/measurements.py)."""
+    standby: bool = False
+    """Keep a second warm process ready on this device while the shard trains (imported at the lowest
+    CPU priority), so that a recovery or a switch does not wait for torch to import (recovering jobs ask)."""
     hold: bool = False
     """After the last step, keep the process group, model and optimizer and wait for more steps (a plan
     the coordinator may keep at its next decision); the worker's extend/release orders go on or end it."""
@@ -118,6 +121,7 @@ _FIELD_RULES: dict[str, tuple[tuple, float, float]] = {
     "checkpoint_out": (_OPTIONAL_TEXT, 1, _PATH_MAX), "checkpoint_every": (_INT, 0, 10 ** 9),
     "hardware_meter": ((bool,), 0, 1), "socket_ifname": (_OPTIONAL_TEXT, 1, 15), "timeout_s": (_NUMBER, 1e-3, 86400),
     "mode": (_TEXT, 1, 16), "hold": ((bool,), 0, 1),
+    "standby": ((bool,), 0, 1),
 }
 _TYPE_NAMES = {_INT: "an integer", _NUMBER: "a number", _TEXT: "text", _OPTIONAL_TEXT: "text or null",
                (dict,): "an object", (bool,): "true or false"}
