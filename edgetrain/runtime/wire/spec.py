@@ -37,6 +37,8 @@ class ShardSpec:
     cores: float
     """CPU capacity of the device in cores (the profile meter's full load)."""
     data: Optional[str] = None
+    """Training text (None: the built-in corpus). Like `resume` and `checkpoint_out`: a path for a local
+    launcher; through a worker, the plain name of a file in the worker's own folder (wire/transfer.py)."""
     resume: Optional[str] = None
     """Plan-independent checkpoint to start from."""
     checkpoint_out: Optional[str] = None
