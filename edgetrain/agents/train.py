@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -87,10 +88,12 @@ REFERENCES = ("greedy", "heuristic", "clairvoyant")
 """Drawn in the learning curve (TensorBoard and PNG): what the policy must beat, and the clairvoyant bound."""
 
 
-def reference_costs(tasks: list, config: TrainConfig, episodes: int = 8) -> dict:
+def reference_costs(tasks: list, config: TrainConfig, episodes: int = 8,
+                    progress: Callable[[str], None] = lambda line: None) -> dict:
     """Zeus cost per sample of each reference on simulated jobs like the training ones (the tasks in turn,
     the same fleet variation), mean and spread over `episodes` seeded episodes: the lines a learning
-    curve is read against."""
+    curve is read against. (The clairvoyant planner replays the job at every decision: on long jobs it
+    takes minutes, so each reference says when it is priced.)"""
     from edgetrain.agents.baselines import BASELINES
     from edgetrain.agents.evaluate import run_episode
     envs = [EdgeTrainEnv(scenario=t.scenario, calibration=t.calibration, decision_steps=config.decision_steps,
@@ -102,6 +105,7 @@ def reference_costs(tasks: list, config: TrainConfig, episodes: int = 8) -> dict
                  for e in range(episodes)]
         costs = [c for c in costs if c == c]  # jobs that trained nothing have no cost per sample
         out[name] = {"mean": float(np.mean(costs)), "std": float(np.std(costs)), "episodes": len(costs)}
+        progress(f"pricing the references: {name} {out[name]['mean']:.4f} Zeus cost/sample")
     return out
 
 
@@ -208,7 +212,7 @@ def train(tasks: list[Task], out: str, config: TrainConfig, logdir: str = "train
         imitation = imitate_greedy(model, tasks, config, progress=_say)
         (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
     _say("pricing the references for the learning curve: " + ", ".join(REFERENCES) + " on 8 simulated jobs")
-    references = reference_costs(tasks, config)
+    references = reference_costs(tasks, config, progress=_say)
     (out_dir / "references.json").write_text(json.dumps(references, indent=2))
     name = run_name(tasks[0].scenario.name if len(tasks) == 1 else "general", "maskableppo", config.seed)
     checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
