@@ -235,6 +235,8 @@ def test_a_recovering_job_keeps_a_standby_process_that_imports_at_low_priority_a
     to resume on the testbed). A job that can recover asks each device for a standby process, started at
     nice 19 beside the shard; the next plan runs in it at the worker's own priority."""
     import os
+
+    from edgetrain.runtime.coordinator.job import PlanSession
     with loopback_workers(b"standby-test-token-0123456789abcdef", tmp_path / "devices") as (workers, launcher):
         scenario = load_scenario(TINY)
         run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / "one",
@@ -246,14 +248,16 @@ def test_a_recovering_job_keeps_a_standby_process_that_imports_at_low_priority_a
         for process in standby.values():
             assert process is not None and process.poll() is None
             assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
+        # The second plan is held after its steps, so that the process that ran it can be looked at.
+        session = PlanSession()
         run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / "two",
-                    socket_ifnames={d: "lo" for d in workers}), launcher)
-        deadline = time.monotonic() + 10
-        while any(w._spare is None for w in workers.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for device, process in standby.items():  # it ran the second plan, at the worker's priority
-            assert workers[device]._spare.pid == process.pid
-            assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+                    socket_ifnames={d: "lo" for d in workers}, hold=True), launcher, session=session)
+        try:
+            for device, process in standby.items():  # it ran the second plan, at the worker's priority
+                assert [p.pid for p in workers[device]._shards.values()] == [process.pid]
+                assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+        finally:
+            session.release()
 
 
 def test_run_resume_goes_on_from_the_checkpoint_on_the_same_text_and_refuses_other_text(tmp_path):
