@@ -2,8 +2,10 @@
 
     python -m edgetrain.emulation.probes send HOST PORT SECONDS   # push TCP bytes as fast as the link allows
     python -m edgetrain.emulation.probes busy SECONDS             # spin one CPU
+    python -m edgetrain.emulation.probes bursts CPU_MS COUNT GAP_MS  # short bursts of work, idle between
 """
 
+import json
 import socket
 import sys
 import time
@@ -23,8 +25,23 @@ def busy(seconds: float) -> None:
         pass
 
 
+def bursts(cpu_ms: float, count: int, gap_ms: float) -> None:
+    """Print [cpu_s, wall_s] of each burst: spin until this thread has used cpu_ms of CPU time, then idle
+    gap_ms (a short training step between decisions, or between the steps of a lightly loaded device)."""
+    times = []
+    for _ in range(count):
+        time.sleep(gap_ms / 1000)
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        while time.thread_time() - cpu0 < cpu_ms / 1000:
+            pass
+        times.append([time.thread_time() - cpu0, time.perf_counter() - wall0])
+    print(json.dumps(times))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "send":
         send(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif sys.argv[1] == "bursts":
+        bursts(float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
     else:
         busy(float(sys.argv[2]))

@@ -7,8 +7,11 @@ from conftest import TINY, TINY_CALIBRATION, run_cli
 
 
 def test_emulate_check_measures_every_link_and_cpu_share_against_the_scenario(tmp_path):
+    """With a 2 ms CFS period, 10 ms steps run at the device's share too (under Linux's 100 ms they
+    ran at 2.5x: a step found the period's whole quota unspent)."""
     out = tmp_path / "check.json"
-    result = run_cli("emulate", "check", "--scenario", TINY, "--seconds", "2", "--json", str(out), timeout=300)
+    result = run_cli("emulate", "check", "--scenario", TINY, "--seconds", "2", "--json", str(out),
+                     "--cfs-period-ms", "2", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     configured = {"a": (50, 0.2), "b": (40, 0.2), "c": (20, 0.2)}
@@ -18,8 +21,11 @@ def test_emulate_check_measures_every_link_and_cpu_share_against_the_scenario(tm
         assert device["bandwidth_mbps"]["configured"] == mbps and device["cpu_share"]["configured"] == share
         assert abs(device["bandwidth_mbps"]["measured"] - mbps) <= 0.10 * mbps, name
         assert abs(device["cpu_share"]["measured"] - share) <= 0.15 * share, name
+        assert abs(device["cpu_share_short_steps"]["measured"] - share) <= 0.15 * share, name
+        assert device["cpu_share_after_idle"]["measured"] > 0
+    assert report["cfs_period_us"] == 2000
     assert report["all_within_target"] is True and report["delay_emulated"] is False
-    assert "all within target (10% bandwidth, 15% CPU): True" in result.stdout
+    assert "a step after idle is not counted): True" in result.stdout
 
 
 def test_online_fine_tuning_trains_on_the_live_testbed_and_continues_the_run(tmp_path):
