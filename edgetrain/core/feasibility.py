@@ -9,8 +9,8 @@ from __future__ import annotations
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import PlanError
 from edgetrain.core.memory import estimate_memory
-from edgetrain.core.plans import Plan
-from edgetrain.core.sizing import pipeline_microbatches
+from edgetrain.core.plans import HYBRID, Plan
+from edgetrain.core.sizing import hybrid_microbatches, pipeline_microbatches
 
 
 def plan_problems(plan: Plan, scenario: Scenario) -> list[str]:
@@ -39,12 +39,28 @@ def plan_problems(plan: Plan, scenario: Scenario) -> list[str]:
                             f"equal micro-batches for a pipeline of {n} stages")
         elif micro < n:
             problems.append(f"{micro} micro-batches cannot fill a pipeline of {n} stages")
+    if plan.kind == HYBRID:
+        problems += _hybrid_problems(plan, scenario)
     if not problems:
         for estimate in estimate_memory(plan, scenario):
             if not estimate.fits:
                 problems.append(f"the model does not fit {estimate.device}: it needs about "
                                 f"{estimate.need_mb:.0f} MiB, the device has {estimate.have_mb:.0f} MiB")
     return problems
+
+
+def _hybrid_problems(plan: Plan, scenario: Scenario) -> list[str]:
+    cfg, stages = scenario.model, len(plan.group_sizes)
+    if plan.stage_layers and sum(plan.stage_layers) != cfg.layers:
+        return [f"the stages' blocks add up to {sum(plan.stage_layers)}, the model has {cfg.layers}"]
+    if stages > cfg.layers:
+        return [f"{stages} pipeline stages are more than the model's {cfg.layers} layers"]
+    micro = hybrid_microbatches(plan, cfg.batch_size)
+    widest = max(plan.group_sizes)
+    if cfg.batch_size // micro < widest:
+        return [f"{micro} micro-batches of batch_size {cfg.batch_size} leave fewer rows than the "
+                f"{widest} devices of the widest stage"]
+    return []
 
 
 def check_plan(plan: Plan, scenario: Scenario) -> None:

@@ -11,8 +11,14 @@ from dataclasses import dataclass
 
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import ModelConfig, Scenario
-from edgetrain.core.plans import Plan
-from edgetrain.core.sizing import count_parameters, pipeline_microbatches, stage_layer_ranges
+from edgetrain.core.plans import HYBRID, Plan
+from edgetrain.core.sizing import (
+    count_parameters,
+    hybrid_layer_ranges,
+    hybrid_rows,
+    pipeline_microbatches,
+    stage_layer_ranges,
+)
 
 # Resident memory of a shard process before training: Python, torch, torch.distributed and the
 # default corpus. Measured here as 312 MiB with psutil after those imports (README, "Memory").
@@ -77,5 +83,19 @@ def estimate_memory(plan: Plan, scenario: Scenario) -> list[MemoryEstimate]:
             in_flight = min(n - stage, micro)  # 1F1B keeps at most this many micro-batches' activations
             floats = in_flight * (b // micro) * t * floats_per_token
             needs.append(params * TRAINING_BYTES_PER_PARAM + floats * BYTES_PER_FLOAT)
+    elif plan.kind == HYBRID:
+        ranges, stages = hybrid_layer_ranges(plan, L), len(plan.group_sizes)
+        for stage, group in enumerate(plan.stages):
+            params = len(ranges[stage]) * counts["block"]
+            floats_per_token = len(ranges[stage]) * _activation_floats_per_token(cfg)
+            if stage == 0:
+                params += counts["embeddings"]
+            if stage == stages - 1:
+                params += counts["head"]
+                floats_per_token += head_floats
+            for member in range(len(group)):
+                # GPipe: every micro-batch's activations are kept until the backward passes begin.
+                rows = sum(len(r) for r in hybrid_rows(plan, b, stage, member))
+                needs.append(params * TRAINING_BYTES_PER_PARAM + rows * t * floats_per_token * BYTES_PER_FLOAT)
     return [MemoryEstimate(device, PROCESS_BASELINE_MB + need / 2 ** 20, device_memory_mb(scenario, device))
             for device, need in zip(plan.devices, needs)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from edgetrain.core.config import ModelConfig
+from edgetrain.core.plans import Plan
 
 
 def count_parameters(cfg: ModelConfig) -> dict[str, int]:
@@ -40,17 +41,47 @@ def stage_layer_ranges(layers: int, stages: int) -> list[range]:
     return split_evenly(layers, stages)
 
 
-def stage_of_key(key: str, cfg: ModelConfig, stages: int) -> int:
-    """Which pipeline stage holds a parameter of the one-device model."""
+def stage_of_key(key: str, layer_ranges: list[range]) -> int:
+    """Which pipeline stage holds a parameter of the one-device model, given each stage's blocks."""
     if key.startswith(("tok_embeddings.", "pos_embeddings.")):
         return 0
     if key.startswith(("norm.", "output.")):
-        return stages - 1
+        return len(layer_ranges) - 1
     layer = int(key.split(".")[1])
-    for stage, layer_range in enumerate(stage_layer_ranges(cfg.layers, stages)):
+    for stage, layer_range in enumerate(layer_ranges):
         if layer in layer_range:
             return stage
     raise ValueError(f"no stage holds {key}")
+
+
+def hybrid_layer_ranges(plan: Plan, layers: int) -> list[range]:
+    """Blocks of each stage of a hybrid plan: as the plan allots them, else balanced by count."""
+    if not plan.stage_layers:
+        return stage_layer_ranges(layers, len(plan.group_sizes))
+    ranges, start = [], 0
+    for count in plan.stage_layers:
+        ranges.append(range(start, start + count))
+        start += count
+    return ranges
+
+
+def hybrid_microbatches(plan: Plan, batch_size: int) -> int:
+    """The plan's micro-batch count, else twice the stage count (a GPipe schedule's bubble is
+    (stages - 1) / (micro-batches + stages - 1)) as long as every member of the largest group still
+    gets a row of each micro-batch."""
+    if plan.microbatches:
+        return plan.microbatches
+    return max(1, min(2 * len(plan.group_sizes), batch_size // max(plan.group_sizes)))
+
+
+def hybrid_rows(plan: Plan, batch_size: int, stage: int, member: int) -> list[range]:
+    """The batch rows one member of a stage group works on, one range per micro-batch: micro-batches
+    cut the batch into contiguous runs, each cut again among the stage's group."""
+    rows = []
+    for micro in split_evenly(batch_size, hybrid_microbatches(plan, batch_size)):
+        part = split_evenly(len(micro), plan.group_sizes[stage])[member]
+        rows.append(range(micro.start + part.start, micro.start + part.stop))
+    return rows
 
 
 def default_microbatches(batch_size: int, stages: int) -> Optional[int]:

@@ -12,6 +12,10 @@ point-to-point sends each parallelism really performs:
 - tp: sharded attention and MLP compute; per block two all-reduces of the activations forward (after
   the row-wise output projections) and four backward (the gradient of the replicated input of each
   column-wise projection: q, k, v and the MLP's first layer, each its own redistribution).
+- hybrid: pipeline stages each data-parallel over a group: per micro-batch a stage takes as long as
+  its slowest member on its rows; each member sends the next stage's members the rows they share
+  (one after another) and gets their gradients back; GPipe over M micro-batches like pp; then each
+  group all-reduces its stage's gradients (the stages at once: the slowest sets the pace).
 - sp: each device computes its share of the sequence; per block an all-gather of keys and values
   forward and a reduce-scatter of their gradients backward (an all-reduce of the whole gathered tensor
   on gloo); then one all-reduce of all gradients.
@@ -32,9 +36,17 @@ from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import ModelConfig, Scenario
 from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.memory import estimate_memory
-from edgetrain.core.plans import Plan
+from edgetrain.core.plans import HYBRID, Plan
 from edgetrain.core.power import profile_energy_j
-from edgetrain.core.sizing import count_parameters, pipeline_microbatches, split_evenly, stage_layer_ranges
+from edgetrain.core.sizing import (
+    count_parameters,
+    hybrid_layer_ranges,
+    hybrid_microbatches,
+    hybrid_rows,
+    pipeline_microbatches,
+    split_evenly,
+    stage_layer_ranges,
+)
 
 FLOAT_BYTES = 4
 # Forward: after attention's and the MLP's row-wise projections; backward: the input gradient of each of
@@ -201,6 +213,8 @@ class CostModel:
             first = sum(p + c for p, c in stage_time)
             steady = max(max(p, c) for p, c in stage_time)
             step = first + (micro - 1) * steady + max(optimizer.values())
+        elif plan.kind == HYBRID:
+            step = self._hybrid_step(plan, compute, optimizer, sent, recv)
         elif plan.kind == "tp":
             act_bytes = b * t * d * FLOAT_BYTES
             for dev in devices:
@@ -239,6 +253,51 @@ class CostModel:
         fits = not problems
         return Prediction(str(plan), step, energy, {k: int(v) for k, v in sent.items()},
                           {k: int(v) for k, v in recv.items()}, memory, fits, problems)
+
+    def _hybrid_step(self, plan: Plan, compute, optimizer, sent, recv) -> float:
+        """Fills each member's compute, optimizer and bytes; returns the step's critical path."""
+        cfg, (b, t, d) = self.cfg, (self.cfg.batch_size, self.cfg.seq_len, self.cfg.d_model)
+        ranges, stages = hybrid_layer_ranges(plan, cfg.layers), plan.stages
+        micro = hybrid_microbatches(plan, b)
+        rows = [[hybrid_rows(plan, b, s, j) for j in range(len(group))] for s, group in enumerate(stages)]
+        stage_time, reduce_s = [], 0.0
+        for s, group in enumerate(stages):
+            first, last = s == 0, s == len(stages) - 1
+            params = (len(ranges[s]) * self.params["block"] + (self.params["embeddings"] if first else 0)
+                      + (self.params["head"] if last else 0))
+            slowest = 0.0
+            for dev, mine in zip(group, rows[s]):
+                times = [self._fwd_bwd(dev, len(r), t, len(ranges[s]), first, last) for r in mine]
+                compute[dev] = sum(times)
+                slowest = max(slowest, max(times))
+                optimizer[dev] = self.devices[dev].optimizer_s_per_param * params
+            comm = 0.0
+            if not last:  # activations forward, their gradients back: each sender's messages in turn
+                for src, mine in zip(group, rows[s]):
+                    own = 0.0
+                    for dst, theirs in zip(stages[s + 1], rows[s + 1]):
+                        for m in range(micro):
+                            shared = len(range(max(mine[m].start, theirs[m].start), min(mine[m].stop, theirs[m].stop)))
+                            if shared <= 0:
+                                continue
+                            nbytes = shared * t * d * FLOAT_BYTES
+                            sent[src] += nbytes
+                            recv[dst] += nbytes
+                            sent[dst] += nbytes
+                            recv[src] += nbytes
+                            if m == 0:
+                                own += self.transfer_s(src, dst, nbytes) + self.transfer_s(dst, src, nbytes)
+                    comm = max(comm, own)
+            if len(group) > 1:
+                grad_bytes = params * FLOAT_BYTES
+                reduce_s = max(reduce_s, self.allreduce_s(group, grad_bytes))
+                for dev in group:
+                    sent[dev] += 2 * (len(group) - 1) / len(group) * grad_bytes
+                    recv[dev] += 2 * (len(group) - 1) / len(group) * grad_bytes
+            stage_time.append((slowest, comm))
+        fill = sum(p + c for p, c in stage_time)
+        steady = max(max(p, c) for p, c in stage_time)
+        return fill + (micro - 1) * steady + reduce_s + max(optimizer.values())
 
     def _throttled_step(self, plan: Plan, path_s: float, busy_s: dict[str, float]) -> float:
         """The step under CPU quotas. `path_s` is the schedule's critical path with every device computing

@@ -22,7 +22,7 @@ STEPS = 5
 
 def train(plan: str, steps: int, tmp_path, **kwargs):
     job = Job(scenario=load_scenario(TINY), plan=Plan.parse(plan), steps=steps,
-              run_dir=tmp_path / plan.replace(":", "_").replace(",", "_"), **kwargs)
+              run_dir=tmp_path / plan.replace(":", "_").replace(",", "_").replace("/", "_"), **kwargs)
     return run_job(job, LocalLauncher())
 
 
@@ -68,7 +68,10 @@ def assert_close(losses, reference):
 
 
 @pytest.mark.parametrize("plan", ["dp:a,b", "dp:a,b,c", "pp:a,b", "pp:a,b,c", "tp:a,b", "tp:a,b,c",
-                                  "sp:a,b", "sp:a,b,c"])
+                                  "sp:a,b", "sp:a,b,c",
+                                  # Uneven stages, a data-parallel group first or last, micro-batches whose
+                                  # rows do not split evenly in the group (10 rows, 3 micro-batches).
+                                  "hybrid:a+b=2/c=1", "hybrid:c=1/b+a=2@3"])
 def test_every_plan_trains_exactly_like_one_device(plan, local_losses, local_state, tmp_path):
     checkpoint = str(tmp_path / "end.pt")
     metrics = train(plan, STEPS, tmp_path, checkpoint_out=checkpoint)
@@ -285,7 +288,8 @@ def warm_launcher(tmp_path_factory):
         yield launcher
 
 
-PLAN_OF_KIND = {"local": "local:b", "dp": "dp:a,b,c", "pp": "pp:c,a", "tp": "tp:a,b,c", "sp": "sp:b,c"}
+PLAN_OF_KIND = {"local": "local:b", "dp": "dp:a,b,c", "pp": "pp:c,a", "tp": "tp:a,b,c", "sp": "sp:b,c",
+                "hybrid": "hybrid:c+a=1/b=2"}
 
 
 @pytest.mark.parametrize("saver", list(PLAN_OF_KIND))

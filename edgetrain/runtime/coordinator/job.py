@@ -13,7 +13,7 @@ from typing import Callable, Optional
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import DeviceLost, RunError, UserError
 from edgetrain.core.feasibility import check_plan
-from edgetrain.core.plans import Plan
+from edgetrain.core.plans import HYBRID, Plan
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
 from edgetrain.runtime.coordinator.metrics import RunMetrics
 from edgetrain.runtime.training.checkpoint import check_compatible, load_checkpoint
@@ -133,7 +133,8 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                   profile=job.scenario.device(device).profile, cores=job.device_cores.get(device, 1.0),
                   data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
                   checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
-                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode, hold=hold, standby=job.standby)
+                  socket_ifname=job.socket_ifnames.get(device), mode=job.mode, hold=hold, standby=job.standby,
+                  layout=str(job.plan) if job.plan.kind == HYBRID else None)
         for rank, device in enumerate(job.plan.devices)
     ]
     if metrics is None:  # else: a recovery continues the run's metrics

@@ -10,15 +10,16 @@ from typing import Optional
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import DeviceLost, RunError
 from edgetrain.core.feasibility import plan_problems
-from edgetrain.core.plans import FALLBACK_KINDS, Plan
+from edgetrain.core.plans import FALLBACK_KINDS, HYBRID, Plan
 from edgetrain.runtime.coordinator.job import FaultFn, Job, PlanSession, ProgressFn, run_job
 from edgetrain.runtime.coordinator.launcher import Launcher
 from edgetrain.runtime.coordinator.metrics import RunMetrics
 
 
 def replan(plan: Plan, available: list[str], scenario: Scenario) -> Optional[Plan]:
-    """The same kind on the remaining devices of the plan (kept in their order) if it can run, else
-    another kind, else one device alone (the plan's first remaining device)."""
+    """The same kind on the remaining devices of the plan (kept in their order; a hybrid keeps its
+    stages, less the lost devices) if it can run, else another kind, else one device alone (the plan's
+    first remaining device)."""
     remaining = [d for d in plan.devices if d in available]
     if not remaining:
         remaining = [d for d in scenario.device_names if d in available][:1]
@@ -27,8 +28,11 @@ def replan(plan: Plan, available: list[str], scenario: Scenario) -> Optional[Pla
     if len(remaining) == 1:
         candidates = [Plan("local", tuple(remaining))]
     else:
-        kinds = [plan.kind] + [k for k in FALLBACK_KINDS if k != plan.kind] if plan.kind != "local" else FALLBACK_KINDS
+        kinds = [plan.kind] + [k for k in FALLBACK_KINDS if k != plan.kind] if plan.kind in FALLBACK_KINDS else FALLBACK_KINDS
         candidates = [Plan(kind, tuple(remaining)) for kind in kinds]
+        if plan.kind == HYBRID:
+            smaller = plan.without(set(plan.devices) - set(remaining))
+            candidates = ([smaller] if smaller is not None else []) + candidates
         candidates += [Plan("local", (d,)) for d in remaining]
     for candidate in candidates:
         if not plan_problems(candidate, scenario):

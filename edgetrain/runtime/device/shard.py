@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 
 from edgetrain.core.config import ModelConfig
+from edgetrain.core.plans import Plan
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.device.energy import PowerProfile, Usage, select_meter
 from edgetrain.runtime.device.measurements import run_calibration
@@ -64,7 +65,8 @@ def run_shard(spec: ShardSpec) -> None:
             run_calibration(cfg, spec.seed, spec.rank, spec.world_size, emit)
             emit("done", rank=spec.rank)
             return
-        trainer = build_trainer(spec.kind, cfg, spec.seed, spec.rank, spec.world_size, checkpoint)
+        trainer = build_trainer(spec.kind, cfg, spec.seed, spec.rank, spec.world_size, checkpoint,
+                                plan=Plan.parse(spec.layout) if spec.layout else None)
         del checkpoint
         meter = select_meter(PowerProfile.from_catalog(spec.profile, spec.cores), spec.hardware_meter)
         traffic = TrafficCounter()

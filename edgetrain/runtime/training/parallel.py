@@ -23,7 +23,15 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from edgetrain.core.config import ModelConfig
-from edgetrain.core.sizing import pipeline_microbatches, split_evenly, stage_layer_ranges, stage_of_key
+from edgetrain.core.plans import HYBRID, Plan
+from edgetrain.core.sizing import (
+    hybrid_layer_ranges,
+    hybrid_rows,
+    pipeline_microbatches,
+    split_evenly,
+    stage_layer_ranges,
+    stage_of_key,
+)
 from edgetrain.runtime.training.model import Transformer, build_model, lm_loss
 
 # AdamW state per parameter, in the order they travel when a pipeline stage ships its state to rank 0.
@@ -166,23 +174,92 @@ class SequenceParallelTrainer(ShardTrainer):
         return StepResult(loss.item(), 1.0 / self.world_size)
 
 
-class PipelineParallelTrainer(ShardTrainer):
+def _keep_stage(model: Transformer, owned: range, first: bool, last: bool) -> None:
+    """Cut the one-device model down to one pipeline stage: its blocks, the embeddings on the first
+    stage, the norm and output head on the last (model.forward skips the parts set to None)."""
+    for index in list(model.layers.keys()):
+        if int(index) not in owned:
+            del model.layers[index]
+    if not first:
+        model.tok_embeddings = None
+        model.pos_embeddings = None
+    if not last:
+        model.norm = None
+        model.output = None
+
+
+class StagedState:
+    """Checkpoint state of a model cut into pipeline stages. The first rank of each stage (its leader:
+    the members of a stage hold the same parameters) ships the stage's parameters and AdamW state to
+    rank 0 in one flat point-to-point message; rank 0 knows every stage's names and shapes from the
+    one-device model, so no metadata travels. Set by the trainer: full_shapes, layer_ranges, stage,
+    stage_leaders."""
+
+    full_shapes: dict
+    layer_ranges: list[range]
+    stage: int
+    stage_leaders: list[int]
+
+    def load_optimizer_state(self, optim_state: dict) -> None:
+        owned = {k for k in self.model.state_dict()}
+        state = {k: v for k, v in optim_state["state"].items() if k in owned}
+        groups = [dict(g, params=[p for p in g["params"] if p in owned]) for g in optim_state["param_groups"]]
+        super().load_optimizer_state({"state": state, "param_groups": groups})
+
+    def full_state(self):
+        model_state = dict(self.model.state_dict())
+        optim_state = get_optimizer_state_dict(self.model, self.optimizer,
+                                               options=StateDictOptions(full_state_dict=True))
+        has_optim = bool(optim_state["state"])
+        if self.rank != 0:
+            if self.rank == self.stage_leaders[self.stage]:
+                tensors = self._stage_tensors(self.stage, model_state, optim_state, has_optim)
+                dist.send(_flatten_dense_tensors(tensors), 0)
+            return None
+        for stage in range(1, len(self.layer_ranges)):
+            names = self._stage_keys(stage)
+            templates = [torch.empty(self.full_shapes[k]) for k in names]
+            if has_optim:
+                templates += [torch.empty(() if field == "step" else self.full_shapes[k])
+                              for k in names for field in _ADAM_KEYS]
+            flat = torch.empty(sum(t.numel() for t in templates))
+            dist.recv(flat, self.stage_leaders[stage])
+            tensors = iter(_unflatten_dense_tensors(flat, templates))
+            for key in names:
+                model_state[key] = next(tensors).clone()
+            if has_optim:
+                for key in names:
+                    optim_state["state"][key] = {field: next(tensors).clone() for field in _ADAM_KEYS}
+        order = list(self.full_shapes)
+        for group in optim_state["param_groups"]:
+            group["params"] = [k for k in order if k in optim_state["state"] or not has_optim]
+        return {k: model_state[k] for k in order}, optim_state
+
+    def _stage_keys(self, stage: int) -> list[str]:
+        # Every state-dict entry of this model is a trainable parameter (no buffers), so these names
+        # are also the keys of the stage's AdamW state.
+        return [k for k in self.full_shapes if stage_of_key(k, self.layer_ranges) == stage]
+
+    def _stage_tensors(self, stage, model_state, optim_state, has_optim) -> list[torch.Tensor]:
+        names = self._stage_keys(stage)
+        tensors = [model_state[k].detach() for k in names]
+        if has_optim:
+            tensors += [optim_state["state"][k][field].detach().reshape(()) if field == "step"
+                        else optim_state["state"][k][field].detach()
+                        for k in names for field in _ADAM_KEYS]
+        return [t.float() for t in tensors]
+
+
+class PipelineParallelTrainer(StagedState, ShardTrainer):
     """torch.distributed.pipelining: each rank holds a contiguous run of blocks (the first also the
     embeddings, the last also the norm and output head) and runs the 1F1B schedule over micro-batches."""
 
     def __init__(self, model: Transformer, cfg, rank, world_size):
         from torch.distributed.pipelining import PipelineStage, Schedule1F1B
         self.full_shapes = {k: v.shape for k, v in model.state_dict().items()}
-        owned = stage_layer_ranges(cfg.layers, world_size)[rank]
-        for index in list(model.layers.keys()):
-            if int(index) not in owned:
-                del model.layers[index]
-        if rank != 0:
-            model.tok_embeddings = None
-            model.pos_embeddings = None
-        if rank != world_size - 1:
-            model.norm = None
-            model.output = None
+        self.layer_ranges = stage_layer_ranges(cfg.layers, world_size)
+        self.stage, self.stage_leaders = rank, list(range(world_size))
+        _keep_stage(model, self.layer_ranges[rank], rank == 0, rank == world_size - 1)
         self.microbatches = pipeline_microbatches(cfg, world_size)
         rows = cfg.batch_size // self.microbatches
         # requires_grad on activations: it tells each stage that gradients flow back across the boundary.
@@ -215,54 +292,105 @@ class PipelineParallelTrainer(ShardTrainer):
             return StepResult(torch.stack(losses).mean().item(), 1.0)
         return StepResult(None, 0.0)
 
-    def load_optimizer_state(self, optim_state: dict) -> None:
-        owned = {k for k in self.model.state_dict()}
-        state = {k: v for k, v in optim_state["state"].items() if k in owned}
-        groups = [dict(g, params=[p for p in g["params"] if p in owned]) for g in optim_state["param_groups"]]
-        super().load_optimizer_state({"state": state, "param_groups": groups})
 
-    def full_state(self):
-        """Each stage ships its parameters and AdamW state to rank 0 in one flat point-to-point message;
-        rank 0 knows every stage's names and shapes from the one-device model, so no metadata travels."""
-        model_state = dict(self.model.state_dict())
-        optim_state = get_optimizer_state_dict(self.model, self.optimizer,
-                                               options=StateDictOptions(full_state_dict=True))
-        has_optim = bool(optim_state["state"])
-        if self.rank != 0:
-            dist.send(_flatten_dense_tensors(self._stage_tensors(self.rank, model_state, optim_state, has_optim)), 0)
-            return None
-        for stage in range(1, self.world_size):
-            names = self._stage_keys(stage)
-            templates = [torch.empty(self.full_shapes[k]) for k in names]
-            if has_optim:
-                templates += [torch.empty(() if field == "step" else self.full_shapes[k])
-                              for k in names for field in _ADAM_KEYS]
-            flat = torch.empty(sum(t.numel() for t in templates))
-            dist.recv(flat, stage)
-            tensors = iter(_unflatten_dense_tensors(flat, templates))
-            for key in names:
-                model_state[key] = next(tensors).clone()
-            if has_optim:
-                for key in names:
-                    optim_state["state"][key] = {field: next(tensors).clone() for field in _ADAM_KEYS}
-        order = list(self.full_shapes)
-        for group in optim_state["param_groups"]:
-            group["params"] = [k for k in order if k in optim_state["state"] or not has_optim]
-        return {k: model_state[k] for k in order}, optim_state
+class HybridTrainer(StagedState, ShardTrainer):
+    """A pipeline whose stages are each data-parallel over a group of devices, blocks allotted per stage
+    (Asteroid, MobiCom'24). torch.distributed.pipelining needs every stage on one rank (or a regular
+    mesh of equal groups), so this schedules by hand: GPipe, every micro-batch forward then every one
+    backward. Each micro-batch's rows are cut among a stage's members; a member sends each member of
+    the next stage the rows they share (point-to-point, plain tensors of known shape) and gets the
+    gradients of those rows back. Every member's loss is weighted by its share of the batch, so the sum
+    of the group's gradients (one flat all-reduce per stage) is the one-device gradient."""
 
-    def _stage_keys(self, stage: int) -> list[str]:
-        # Every state-dict entry of this model is a trainable parameter (no buffers), so these names
-        # are also the keys of the stage's AdamW state.
-        return [k for k in self.full_shapes if stage_of_key(k, self.cfg, self.world_size) == stage]
+    def __init__(self, model: Transformer, cfg, rank, world_size, plan: Plan):
+        self.full_shapes = {k: v.shape for k, v in model.state_dict().items()}
+        self.layer_ranges = hybrid_layer_ranges(plan, cfg.layers)
+        starts = [sum(plan.group_sizes[:s]) for s in range(len(plan.group_sizes) + 1)]
+        self.stage_leaders = starts[:-1]
+        self.stage = max(s for s in range(len(plan.group_sizes)) if starts[s] <= rank)
+        self.stages = len(plan.group_sizes)
+        # Every rank creates every group, in the same order: torch.distributed requires it.
+        groups = [dist.new_group(list(range(starts[s], starts[s + 1]))) for s in range(self.stages)]
+        self.group, self.group_size = groups[self.stage], plan.group_sizes[self.stage]
+        _keep_stage(model, self.layer_ranges[self.stage], self.stage == 0, self.stage == self.stages - 1)
 
-    def _stage_tensors(self, stage, model_state, optim_state, has_optim) -> list[torch.Tensor]:
-        names = self._stage_keys(stage)
-        tensors = [model_state[k].detach() for k in names]
-        if has_optim:
-            tensors += [optim_state["state"][k][field].detach().reshape(()) if field == "step"
-                        else optim_state["state"][k][field].detach()
-                        for k in names for field in _ADAM_KEYS]
-        return [t.float() for t in tensors]
+        def members(stage):
+            if not 0 <= stage < self.stages:
+                return []
+            return [(starts[stage] + j, hybrid_rows(plan, cfg.batch_size, stage, j))
+                    for j in range(plan.group_sizes[stage])]
+        self.rows = hybrid_rows(plan, cfg.batch_size, self.stage, rank - starts[self.stage])
+        self.previous, self.next = members(self.stage - 1), members(self.stage + 1)
+        super().__init__(model, cfg, rank, world_size)
+
+    @property
+    def is_last(self) -> bool:
+        return self.stage == self.stages - 1
+
+    @staticmethod
+    def _shared(mine: range, theirs: range) -> range:
+        return range(max(mine.start, theirs.start), min(mine.stop, theirs.stop))
+
+    def _exchange_in(self, peers, micro: int, like: tuple) -> torch.Tensor:
+        """This micro-batch's rows from the peers that hold them, in row order."""
+        pieces = []
+        for peer, rows in peers:
+            shared = self._shared(self.rows[micro], rows[micro])
+            if len(shared):
+                piece = torch.empty(len(shared), *like)
+                dist.recv(piece, peer)
+                pieces.append(piece)
+        return torch.cat(pieces)
+
+    def _exchange_out(self, peers, micro: int, tensor: torch.Tensor, pending: list) -> None:
+        mine = self.rows[micro]
+        for peer, rows in peers:
+            shared = self._shared(mine, rows[micro])
+            if len(shared):
+                piece = tensor[shared.start - mine.start:shared.stop - mine.start].contiguous()
+                pending.append((dist.isend(piece, peer), piece))
+
+    def train_step(self, inputs, targets):
+        self.optimizer.zero_grad(set_to_none=True)
+        hidden = (self.cfg.seq_len, self.cfg.d_model)
+        pending: list = []
+        stage_inputs, stage_outputs = [], []
+        loss_sum, weight = 0.0, 0.0
+        for micro, rows in enumerate(self.rows):
+            if self.stage == 0:
+                x = inputs[rows.start:rows.stop]
+            else:
+                x = self._exchange_in(self.previous, micro, hidden).requires_grad_()
+            y = self.model(x)
+            if self.is_last:
+                share = len(rows) / self.cfg.batch_size
+                loss = lm_loss(y, targets[rows.start:rows.stop])
+                loss_sum += loss.item() * share
+                weight += share
+                y = loss * share
+            else:
+                self._exchange_out(self.next, micro, y.detach(), pending)
+            stage_inputs.append(x)
+            stage_outputs.append(y)
+        for micro in reversed(range(len(self.rows))):
+            if self.is_last:
+                stage_outputs[micro].backward()
+            else:
+                stage_outputs[micro].backward(self._exchange_in(self.next, micro, hidden))
+            if self.stage > 0:
+                self._exchange_out(self.previous, micro, stage_inputs[micro].grad, pending)
+        for work, _ in pending:
+            work.wait()
+        if self.group_size > 1:
+            grads = [p.grad for p in self.model.parameters()]
+            flat = _flatten_dense_tensors(grads)
+            dist.all_reduce(flat, group=self.group)
+            for grad, reduced in zip(grads, _unflatten_dense_tensors(flat, grads)):
+                grad.copy_(reduced)
+        self.optimizer.step()
+        if self.is_last:
+            return StepResult(loss_sum / weight, weight)
+        return StepResult(None, 0.0)
 
 
 TRAINERS = {
@@ -275,13 +403,16 @@ TRAINERS = {
 
 
 def build_trainer(kind: str, cfg: ModelConfig, seed: int, rank: int, world_size: int,
-                  checkpoint: Optional[dict] = None) -> ShardTrainer:
+                  checkpoint: Optional[dict] = None, plan: Optional[Plan] = None) -> ShardTrainer:
     """The model is built and loaded whole, as on one device, then parallelised: every plan starts from
-    exactly the same weights."""
+    exactly the same weights. A hybrid plan's stages come from `plan`."""
     model = build_model(cfg, seed)
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-    trainer = TRAINERS[kind](model, cfg, rank, world_size)
+    if kind == HYBRID:
+        trainer = HybridTrainer(model, cfg, rank, world_size, plan)
+    else:
+        trainer = TRAINERS[kind](model, cfg, rank, world_size)
     if checkpoint is not None and checkpoint["optimizer"]["state"]:
         trainer.load_optimizer_state(checkpoint["optimizer"])
     return trainer

@@ -12,7 +12,8 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Optional
 
 from edgetrain.core.config import ModelConfig
-from edgetrain.core.plans import PLAN_KINDS
+from edgetrain.core.errors import PlanError
+from edgetrain.core.plans import ALL_KINDS, HYBRID, Plan
 
 # A shard writes one line per event on stdout, behind this prefix; anything else on stdout is noise.
 EVENT_PREFIX = "@edgetrain "
@@ -57,6 +58,8 @@ class ShardSpec:
     hold: bool = False
     """After the last step, keep the process group, model and optimizer and wait for more steps (a plan
     the coordinator may keep at its next decision); the worker's extend/release orders go on or end it."""
+    layout: Optional[str] = None
+    """Hybrid plans: the whole plan (stages, their blocks, micro-batches), as `edgetrain run --plan` takes it."""
 
     def __post_init__(self):
         # Every field checked for type and bound before anything acts on the spec: it comes from the
@@ -74,8 +77,17 @@ class ShardSpec:
                 raise ValueError(f"shard spec field {name!r}: {what} must be within [{low}, {high}]")
         if self.rank >= self.world_size:
             raise ValueError(f"shard spec: rank {self.rank} is not below world_size {self.world_size}")
-        if self.kind not in PLAN_KINDS:
+        if self.kind not in ALL_KINDS:
             raise ValueError(f"shard spec: unknown plan kind {self.kind[:20]!r}")
+        if (self.kind == HYBRID) != (self.layout is not None):
+            raise ValueError("shard spec: a hybrid plan, and only one, comes with its layout")
+        if self.layout is not None:
+            try:
+                plan = Plan.parse(self.layout)
+            except PlanError as exc:
+                raise ValueError(f"shard spec: layout: {exc}") from None
+            if plan.kind != HYBRID or plan.degree != self.world_size:
+                raise ValueError(f"shard spec: the layout is not a hybrid plan of {self.world_size} devices")
         if self.mode not in ("train", "calibrate"):
             raise ValueError(f"shard spec: unknown mode {self.mode[:20]!r}")
         model_fields = {f.name for f in fields(ModelConfig) if f.init}
@@ -123,7 +135,7 @@ _FIELD_RULES: dict[str, tuple[tuple, float, float]] = {
     "checkpoint_out": (_OPTIONAL_TEXT, 1, _PATH_MAX), "checkpoint_every": (_INT, 0, 10 ** 9),
     "hardware_meter": ((bool,), 0, 1), "socket_ifname": (_OPTIONAL_TEXT, 1, 15), "timeout_s": (_NUMBER, 1e-3, 86400),
     "mode": (_TEXT, 1, 16), "hold": ((bool,), 0, 1),
-    "standby": ((bool,), 0, 1),
+    "standby": ((bool,), 0, 1), "layout": (_OPTIONAL_TEXT, 1, _PATH_MAX),
 }
 _TYPE_NAMES = {_INT: "an integer", _NUMBER: "a number", _TEXT: "text", _OPTIONAL_TEXT: "text or null",
                (dict,): "an object", (bool,): "true or false"}
