@@ -391,6 +391,45 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     return 0 if all(r["ok"] for r in reports) else 1
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.core.scenario import load_scenario
+    from edgetrain.core.memory import device_memory_mb
+    from edgetrain.envs.costmodel import CostModel
+    from edgetrain.envs.planner import Planner
+    scenario = load_scenario(args.scenario)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else scenario.device_names
+    unknown = [d for d in devices if d not in scenario.device_names]
+    if unknown:
+        raise UserError(f"device {unknown[0]!r} is not in scenario {scenario.name} "
+                        f"(devices: {', '.join(scenario.device_names)})")
+    calibration = load_calibration(args.calibration or default_calibration_path(scenario))
+    started = time.perf_counter()
+    best = Planner(CostModel(calibration, scenario)).best_of_each_family(devices)
+    took = time.perf_counter() - started
+    ranked = sorted(best.values(), key=lambda found: found.cost_per_sample)
+    if args.json:
+        print(json.dumps({"scenario": scenario.name, "devices": devices, "planner_s": took,
+                          "families": {f.family: {"zeus_cost_per_sample": f.cost_per_sample, **f.prediction.to_dict()}
+                                       for f in ranked}}, indent=2))
+        return 0
+    samples = scenario.model.batch_size
+    print(f"the cheapest plan of each family on {', '.join(devices)} ({scenario.name}, eta "
+          f"{scenario.objective.eta}; planned in {took * 1e3:.0f} ms), cheapest first:")
+    print(f"{'family':7s} {'Zeus/sample':>11s} {'ms/sample':>9s} {'J/sample':>8s}  plan")
+    for found in ranked:
+        print(f"{found.family:7s} {found.cost_per_sample:11.4f} {found.prediction.step_time_s / samples * 1e3:9.2f} "
+              f"{found.prediction.total_energy_j / samples:8.3f}  {found.plan}")
+    for found in ranked[:1] + [f for f in ranked[1:] if f.family == "hybrid"]:
+        print(f"\n{found.plan}: per device")
+        print(f"{'device':12s} {'energy J':>9s} {'sent MB':>8s} {'memory MiB':>11s} {'of MiB':>8s}")
+        for dev in found.plan.devices:
+            have = device_memory_mb(scenario, dev)
+            print(f"{dev:12s} {found.prediction.energy_j[dev]:9.3f} {found.prediction.bytes_sent[dev] / 1e6:8.2f} "
+                  f"{found.prediction.memory_mb[dev]:11.0f} {have:8.0f}")
+    return 0
+
+
 def cmd_plans(args: argparse.Namespace) -> int:
     from edgetrain.core.feasibility import plan_problems
     from edgetrain.core.plans import enumerate_plans
@@ -426,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train for real with one plan",
                          description="Train the scenario's model for real with one plan: one process per device.")
     run.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
-    run.add_argument("--plan", required=True, help="KIND:DEV,DEV,... with KIND in local, dp, pp, tp, sp")
+    run.add_argument("--plan", required=True, help="KIND:DEV,DEV,... with KIND in local, dp, pp, tp, sp; or "
+                     "hybrid:DEV+DEV=BLOCKS/DEV=BLOCKS@MICROBATCHES")
     run.add_argument("--steps", type=int, default=10, help="training steps to run (default: 10)")
     run.add_argument("--backend", choices=["local", "mininet"], default="local",
                      help="local: one process per device on this machine, over loopback; "
@@ -497,6 +537,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--scenario", default=None, help="scenario (default: the one the calibration was measured on)")
     predict.add_argument("--json", action="store_true", help="print the prediction as JSON")
     predict.set_defaults(func=cmd_predict)
+
+    plan = sub.add_parser("plan", help="the cheapest plan of each family (one device, dp, pp, tp, sp, hybrid) "
+                                       "on a set of devices, from the cost model")
+    plan.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    plan.add_argument("--devices", default=None, help="DEV,DEV,... (default: every device of the scenario)")
+    plan.add_argument("--calibration", "--profile", default=None,
+                      help="a calibration JSON (default: the one shipped with a built-in scenario)")
+    plan.add_argument("--json", action="store_true", help="print the plans and their predictions as JSON")
+    plan.set_defaults(func=cmd_plan)
 
     train = sub.add_parser("train", help="learn a scheduling policy (MaskablePPO on the simulator)")
     train.add_argument("--scenario", default=None,

@@ -86,16 +86,20 @@ def estimate_memory(plan: Plan, scenario: Scenario) -> list[MemoryEstimate]:
     elif plan.kind == HYBRID:
         ranges, stages = hybrid_layer_ranges(plan, L), len(plan.group_sizes)
         for stage, group in enumerate(plan.stages):
-            params = len(ranges[stage]) * counts["block"]
-            floats_per_token = len(ranges[stage]) * _activation_floats_per_token(cfg)
-            if stage == 0:
-                params += counts["embeddings"]
-            if stage == stages - 1:
-                params += counts["head"]
-                floats_per_token += head_floats
             for member in range(len(group)):
-                # GPipe: every micro-batch's activations are kept until the backward passes begin.
                 rows = sum(len(r) for r in hybrid_rows(plan, b, stage, member))
-                needs.append(params * TRAINING_BYTES_PER_PARAM + rows * t * floats_per_token * BYTES_PER_FLOAT)
+                needs.append((hybrid_stage_mb(cfg, len(ranges[stage]), stage == 0, stage == stages - 1, rows)
+                              - PROCESS_BASELINE_MB) * 2 ** 20)
     return [MemoryEstimate(device, PROCESS_BASELINE_MB + need / 2 ** 20, device_memory_mb(scenario, device))
             for device, need in zip(plan.devices, needs)]
+
+
+def hybrid_stage_mb(cfg: ModelConfig, blocks: int, first: bool, last: bool, rows: float) -> float:
+    """MiB one member of a hybrid stage needs: the stage's parameters with their gradients and AdamW
+    state, and the activations of every row it works on in a step (GPipe keeps every micro-batch's
+    until the backward passes begin). The planner calls it for stages it is still choosing."""
+    counts = count_parameters(cfg)
+    params = blocks * counts["block"] + (counts["embeddings"] if first else 0) + (counts["head"] if last else 0)
+    floats_per_token = blocks * _activation_floats_per_token(cfg) + (2 * cfg.vocab_size if last else 0)
+    need = params * TRAINING_BYTES_PER_PARAM + rows * cfg.seq_len * floats_per_token * BYTES_PER_FLOAT
+    return PROCESS_BASELINE_MB + need / 2 ** 20
