@@ -122,7 +122,7 @@ def _plan_at(plans: list[dict], step: int) -> str:
 
 
 def _log_decision(writer, decision: dict, run: dict) -> None:
-    from edgetrain.core.plans import PLAN_KINDS
+    from edgetrain.core.plans import ALL_KINDS
     index = decision["decision"]
     for s in run["steps"]:
         writer.add_scalar("train/loss", s["loss"], s["step"])
@@ -135,7 +135,7 @@ def _log_decision(writer, decision: dict, run: dict) -> None:
     writer.add_scalar("deploy/failures", decision["failures"], index)
     last = decision["ran"][-1]
     kind, _, devices = last.partition(":")
-    writer.add_scalar("deploy/plan_kind", PLAN_KINDS.index(kind), index)
+    writer.add_scalar("deploy/plan_kind", ALL_KINDS.index(kind), index)
     writer.add_scalar("deploy/devices_in_plan", len(devices.split(",")), index)
     writer.add_text("deploy/plan", f"decision {index}: {' then '.join(decision['ran'])}", index)
 

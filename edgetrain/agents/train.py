@@ -26,7 +26,7 @@ from stable_baselines3.common.logger import HParam
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 from torch import nn
 
-from edgetrain.core.plans import PLAN_KINDS
+from edgetrain.core.plans import ALL_KINDS, Plan
 from edgetrain.core.config import Scenario
 from edgetrain.core.scenario import load_scenario
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
@@ -126,9 +126,10 @@ class SchedCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         for info, done in zip(self.locals["infos"], self.locals["dones"]):
-            kind, _, devices = info["plan"].partition(":")
-            self.kinds.append(PLAN_KINDS.index(kind))
-            self.sizes.append(len(devices.split(",")))
+            if info["plan"] != "none":  # "none": no device was there to train
+                plan = Plan.parse(info["plan"])
+                self.kinds.append(ALL_KINDS.index(plan.kind))
+                self.sizes.append(plan.degree)
             job = info["job"]
             if done and job.samples:
                 per_sample = job.per_sample()

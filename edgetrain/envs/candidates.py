@@ -9,7 +9,7 @@ are physical and normalised, not slot positions.
 
 The offer, deduplicated and sorted by predicted Zeus cost per sample (cheapest first):
 - the cheapest plan on the available devices (what greedy runs),
-- the cheapest plan of each kind, and of each device count,
+- the cheapest plan of each kind (hybrid plans from the planner), and of each device count,
 - for each member of the cheapest plan, the cheapest plan without that device (where to go when it is
   about to leave or its battery is low),
 - keeping the current plan, when all its devices are still there (no switch),
@@ -26,13 +26,13 @@ import numpy as np
 from edgetrain.core.availability import leave_probability
 from edgetrain.core.memory import device_memory_mb
 from edgetrain.core.objective import EnergyTimeCost
-from edgetrain.core.plans import PLAN_KINDS
+from edgetrain.core.plans import ALL_KINDS
 from edgetrain.envs.dynamics import JobRules
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import ResolvedPlan, World
 
 MAX_CANDIDATES = 16
-CANDIDATE_FEATURES = 18
+CANDIDATE_FEATURES = 19
 JOB_FEATURES = 6
 LOOKAHEAD_INTERVALS = 10
 """The second leave-risk feature looks this many intervals ahead."""
@@ -81,7 +81,7 @@ class CandidateOffer:
         pool = sorted(self.fleet.candidates(available), key=self.cost_per_sample)
         best = pool[0]
         wanted = [best]
-        for kind in PLAN_KINDS:
+        for kind in ALL_KINDS:
             wanted += [next((p for p in pool if p.plan.kind == kind), None)]
         for size in range(1, len(self.fleet.slots_of(available)) + 1):
             wanted += [next((p for p in pool if len(p.slots) == size), None)]
@@ -111,7 +111,7 @@ class CandidateOffer:
                          if self.fleet.battery_j[i] is not None), default=0.0)
             cached = np.array([min(comm_s / prediction.step_time_s, 1.0), min(max(headroom, 0.0), 1.0),
                                min(drain * 10.0, 1.0), len(resolved.slots) / self.fleet.n,
-                               PLAN_KINDS.index(resolved.plan.kind)], dtype=np.float64)
+                               ALL_KINDS.index(resolved.plan.kind)], dtype=np.float64)
             self._static[resolved.plan] = cached
         return cached
 
@@ -124,7 +124,7 @@ class CandidateOffer:
         8 lowest battery charge of its members (1 on mains power); 9 battery share one interval drains
         from its hungriest member (x10, clipped); 10 it is the current plan (no switch); 11 its switch
         time as a share of the interval (0 for the current plan); 12 devices / the fleet's devices;
-        13-17 kind, one-hot (local, dp, pp, tp, sp). Everything but the risks (6-8) depends only on the
+        13-18 kind, one-hot (local, dp, pp, tp, sp, hybrid). Everything but the risks (6-8) depends only on the
         offer and the current plan, and is computed once for each."""
         if not offered:
             return np.zeros((MAX_CANDIDATES, CANDIDATE_FEATURES), dtype=np.float32)

@@ -289,7 +289,8 @@ class EdgeTrainEnv(gym.Env):
             return resolved
         if selected == 0:
             selected = 1 << next((i for i in self.fleet.speed_order if available >> i & 1), self.fleet.speed_order[0])
-        return self.fleet.resolve(resolved.plan.kind, selected)
+            return self.fleet.resolve("local", selected)
+        return self.fleet.without(resolved, selected)
 
     def resolve(self, kind: str, slots) -> ResolvedPlan:
         """The plan `kind` on the devices of these slots, or the closest that can run (another kind on the

@@ -73,6 +73,17 @@ class Planner:
                 best[family] = PlannedFamily(family, plan, prediction, cost)
         return best
 
+    def best_hybrid(self, devices: list[str]) -> Optional[tuple[Plan, Prediction]]:
+        """The cheapest feasible hybrid plan over exactly these devices (all of them), or None."""
+        ordered = self.fastest_first(devices)
+        plans = [plan for plan in self.hybrid_candidates(ordered) if plan.degree == len(ordered)]
+        priced = [(self.price(plan), plan) for plan in plans]
+        feasible = [(cost, plan, prediction) for (prediction, cost), plan in priced if cost < math.inf]
+        if not feasible:
+            return None
+        _, plan, prediction = min(feasible, key=lambda item: item[0])
+        return plan, prediction
+
     # --- hybrid search ---------------------------------------------------------------------------------
     def hybrid_candidates(self, ordered: list[str]) -> list[Plan]:
         """One pipeline per prefix of `ordered` (the dynamic programme's best partition of that prefix,

@@ -11,8 +11,9 @@ from typing import Optional
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
 from edgetrain.core.feasibility import plan_problems
-from edgetrain.core.plans import FALLBACK_KINDS, PLAN_KINDS, Plan
+from edgetrain.core.plans import FALLBACK_KINDS, HYBRID, PLAN_KINDS, Plan
 from edgetrain.envs.costmodel import CostModel
+from edgetrain.envs.planner import Planner
 from edgetrain.envs.state import ResolvedPlan
 
 EXHAUSTIVE_UP_TO = 8
@@ -40,6 +41,8 @@ class SlotFleet:
                         sorted(range(self.n), key=lambda i: -scenario.devices[i].bandwidth_mbps))
         self._resolved: dict[tuple[int, int], ResolvedPlan] = {}
         self._candidates: dict[int, list[ResolvedPlan]] = {}
+        self._hybrids: dict[tuple[int, ...], Optional[ResolvedPlan]] = {}
+        self.planner = Planner(cost)
 
     def for_episode(self, scenario: Scenario) -> "SlotFleet":
         """The same devices in the same slots with the episode's availability (fleet randomisation
@@ -73,17 +76,40 @@ class SlotFleet:
             chosen.pop()  # drop the slowest
         return "local", (chosen[0],)
 
+    def without(self, resolved: ResolvedPlan, selected: int) -> ResolvedPlan:
+        """The plan on those of its devices in `selected` (not empty): a hybrid keeps its pipeline less the
+        missing devices when it still can run, else (and for other kinds) as `resolve` resolves it."""
+        kind = resolved.plan.kind
+        if kind == HYBRID:
+            missing = {self.names[i] for i in resolved.slots if not selected >> i & 1}
+            smaller = resolved.plan.without(missing)
+            if smaller is not None and not plan_problems(smaller, self.scenario):
+                return self._resolved_plan(smaller, self.cost.predict(smaller))
+            kind = "pp"
+        return self.resolve(kind, selected)
+
+    def hybrid(self, group: tuple[int, ...]) -> Optional[ResolvedPlan]:
+        """The planner's cheapest hybrid plan over exactly these slots (None when none can run)."""
+        if group not in self._hybrids:
+            found = self.planner.best_hybrid([self.names[i] for i in group])
+            self._hybrids[group] = None if found is None else self._resolved_plan(found[0], found[1])
+        return self._hybrids[group]
+
     def _with_prediction(self, kind_and_slots: tuple[str, tuple[int, ...]]) -> ResolvedPlan:
         kind, slots = kind_and_slots
         plan = Plan(kind, tuple(self.names[i] for i in slots))
-        prediction = self.cost.predict(plan)
+        return self._resolved_plan(plan, self.cost.predict(plan))
+
+    def _resolved_plan(self, plan: Plan, prediction) -> ResolvedPlan:
+        slots = tuple(self.names.index(name) for name in plan.devices)
         return ResolvedPlan(plan, slots, prediction, tuple(prediction.energy_j[self.names[i]] for i in slots),
                             sum(self.powers[i].idle_power_w.value for i in slots))
 
     def candidates(self, available: int) -> list[ResolvedPlan]:
-        """Distinct plans on the available devices, as (kind, devices) choices resolve them: every subset
-        up to EXHAUSTIVE_UP_TO devices; beyond, the prefixes (2, 3, ... devices) of the devices ordered by
-        speed, by energy per step and by bandwidth, and every device alone. Cached per available set."""
+        """Distinct plans on the available devices, as (kind, devices) choices resolve them, and the
+        planner's cheapest hybrid plan on each device set: every subset up to EXHAUSTIVE_UP_TO devices;
+        beyond, the prefixes (2, 3, ... devices) of the devices ordered by speed, by energy per step and
+        by bandwidth, and every device alone. Cached per available set."""
         cached = self._candidates.get(available)
         if cached is not None:
             return cached
@@ -103,5 +129,9 @@ class SlotFleet:
                 if resolved.plan not in seen:
                     seen.add(resolved.plan)
                     out.append(resolved)
+            hybrid = self.hybrid(group) if len(group) > 1 else None
+            if hybrid is not None and hybrid.plan not in seen:
+                seen.add(hybrid.plan)
+                out.append(hybrid)
         self._candidates[available] = out
         return out

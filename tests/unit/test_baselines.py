@@ -3,10 +3,12 @@ evaluation's figures consistent with the one cost formula."""
 
 import pytest
 
-from edgetrain.agents.evaluate import evaluate
+from edgetrain.agents.baselines import BASELINES
+from edgetrain.agents.evaluate import evaluate, run_episode
 from edgetrain.core.calibration import default_calibration_path, load_calibration
 from edgetrain.core.objective import EnergyTimeCost
 from edgetrain.core.scenario import load_scenario
+from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
 
 @pytest.mark.parametrize("name", ["smart-home", "smart-home-busy", "workshop"])
@@ -17,13 +19,16 @@ def test_clairvoyant_then_greedy_then_all_devices_on_every_episode(name):
     for episode, (planner, greedy, all_dp, single) in enumerate(zip(
             per_episode["clairvoyant"], per_episode["greedy"], per_episode["all_dp"],
             per_episode["fastest_single"])):
-        # Planning the job on the true trace never loses to greedy here; greedy's cheapest plan beats both
-        # rules of thumb (on these fleets every device at once, and the fastest alone, cost more than the
-        # laptop and the Orin together). (The lifetime oracle, which judges one plan's lifetime without
-        # replanning, no longer always does: since a lost device is noticed in 2.5 s, not 5, a failure
-        # costs less than the slower plan it sometimes picks to dodge one: 1.005x greedy on one episode.)
-        assert planner <= greedy + 1e-12, (episode, planner, greedy)
+        # Greedy's cheapest plan beats both rules of thumb (on these fleets every device at once, and the
+        # fastest alone, cost more than the laptop and the Orin together). (The lifetime oracle, which
+        # judges one plan's lifetime without replanning, no longer always beats greedy: since a lost device
+        # is noticed in 2.5 s, not 5, a failure costs less than the slower plan it sometimes picks to dodge
+        # one: 1.005x greedy on one episode.)
         assert greedy < all_dp and greedy < single, (episode, greedy, all_dp, single)
+        # Under the simulator's 5% noise the clairvoyant planner, which plans on the noise-free trace, may
+        # lose to greedy by a little (1.006x on one episode of smart-home-busy once hybrid plans came);
+        # never by more than the noise. Without noise it never loses (the next test).
+        assert planner <= 1.05 * greedy, (episode, planner, greedy)
     results = report["results"]
     assert results["greedy"]["zeus_cost"] < results["random"]["zeus_cost"]
     cost = EnergyTimeCost.of(scenario)
@@ -65,3 +70,15 @@ def test_the_clairvoyant_planner_is_never_beaten_by_greedy_without_noise():
         assert clairvoyant <= greedy * (1 + 1e-9), (seed, clairvoyant, greedy)
         better += clairvoyant < greedy * 0.99
     assert better >= 3
+
+
+@pytest.mark.parametrize("name", ["smart-home-busy", "workshop"])
+def test_on_the_noise_free_trace_the_clairvoyant_planner_never_loses_to_greedy(name):
+    """Greedy's first choice, followed by greedy, is among the futures the planner weighs: on the trace it
+    plans on, it can only do as well or better, episode by episode."""
+    scenario = load_scenario(name)
+    env = EdgeTrainEnv(scenario=scenario, calibration=load_calibration(default_calibration_path(scenario)), noise=0.0)
+    for seed in range(2000, 2004):
+        greedy = run_episode(env, BASELINES["greedy"](0), seed)["zeus_cost"]
+        planner = run_episode(env, BASELINES["clairvoyant"](0), seed)["zeus_cost"]
+        assert planner <= greedy + 1e-12, (seed, planner, greedy)

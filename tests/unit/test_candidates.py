@@ -110,8 +110,10 @@ def test_a_policy_saved_for_another_layout_is_refused_in_one_sentence(tmp_path):
     result = run_cli("evaluate", "--policy", str(old), "--episodes", "1", "--json", str(tmp_path / "e.json"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+    from edgetrain.envs.edgetrain_env import MAX_CANDIDATES, OBSERVATION_SIZE
+    assert OBSERVATION_SIZE == 16 * 19 + 6  # 16 offers of 19 features (kind one-hot with hybrid), 6 of the job
     assert "was trained for observations of 87 features and 21 action-mask entries, and EdgeTrain-v0 now has " \
-           "294 and 16" in result.stderr
+           f"{OBSERVATION_SIZE} and {MAX_CANDIDATES}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+
+from edgetrain.core.plans import Plan
 from gymnasium.utils.env_checker import check_env
 
 import edgetrain.envs  # noqa: F401
@@ -121,7 +123,7 @@ def test_varied_fleets_use_subsets_in_random_slots_and_stay_valid(calibration):
         for _ in range(5):
             assert all(max(plan.slots) < env.n for plan in env.offered)  # only this episode's devices
             obs, _, terminated, _, info = env.step(random_valid_action(env.action_masks(), rng))
-            assert set(info["plan"].split(":")[1].split(",")) <= set(env.names)
+            assert set(Plan.parse(info["plan"]).devices) <= set(env.names)
             if terminated:
                 break
     assert len(fleets) > 5  # subsets and orders both vary

@@ -106,3 +106,40 @@ def test_a_shard_spec_carries_a_hybrid_layout_and_refuses_a_wrong_one():
     for layout, kind in [(None, "hybrid"), ("hybrid:a/b", "hybrid"), ("hybrid:a/b/c", "dp"), ("hybrid:a+b", "hybrid")]:
         with pytest.raises(ValueError):
             ShardSpec(kind=kind, layout=layout, **base)
+
+
+def test_the_env_offers_the_planners_hybrid_plan_and_marks_its_kind():
+    """Greedy, the references and the policy choose among the env's offer: it holds the cheapest hybrid
+    plan on the available devices (the planner's), with the hybrid column of the kind one-hot set."""
+    from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.envs.candidates import CANDIDATE_FEATURES
+    from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+    scenario = load_scenario("smart-home")
+    env = EdgeTrainEnv(scenario=scenario, calibration=load_calibration(default_calibration_path(scenario)))
+    obs, _ = env.reset(seed=0)
+    hybrids = [row for row, offered in enumerate(env.offered) if offered.plan.kind == "hybrid"]
+    every_hybrid = [c for c in env.candidate_plans() if c.plan.kind == "hybrid"]
+    cheapest = min(every_hybrid, key=env.predicted_cost_per_sample)
+    assert cheapest.plan in {env.offered[row].plan for row in hybrids}
+    # One per device set: the planner's choice on all the available devices is among them.
+    best = env.fleet.planner.best_hybrid(env.available_devices())
+    assert best is not None and best[0] in {c.plan for c in every_hybrid}
+    features = obs[:len(env.offered) * CANDIDATE_FEATURES].reshape(len(env.offered), CANDIDATE_FEATURES)
+    for row in range(len(env.offered)):
+        assert features[row, 18] == (1.0 if row in hybrids else 0.0)
+        assert features[row, 13:19].sum() == 1.0
+
+
+def test_a_hybrid_whose_device_left_before_it_started_runs_without_it():
+    """The world may move between an observation and its action (live): the chosen hybrid then runs on
+    the devices still there, as recovery would run it."""
+    from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+    scenario = load_scenario("smart-home")
+    env = EdgeTrainEnv(scenario=scenario, calibration=load_calibration(default_calibration_path(scenario)))
+    env.reset(seed=0)
+    chosen = env.fleet.hybrid(tuple(range(env.fleet.n)))  # every device
+    gone = chosen.slots[-1]
+    smaller = env.fleet.without(chosen, sum(1 << i for i in chosen.slots if i != gone))
+    assert smaller.plan == chosen.plan.without({env.fleet.names[gone]}) or smaller.plan.kind != "hybrid"
+    assert env.fleet.names[gone] not in smaller.plan.devices and smaller.prediction.fits
