@@ -4,25 +4,32 @@ cannot drift apart (warm-up first, the backend's facts recorded, the first step 
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from edgetrain.core.config import Scenario
+from edgetrain.core.config import ModelConfig, Scenario
 from edgetrain.core.plans import Plan
 from edgetrain.fleet.backends import Backend
 from edgetrain.runtime.coordinator.calibration import calibrate_devices
 from edgetrain.runtime.coordinator.job import Job, run_job
 
 
+# What warms a device up: the smallest model, so that it fits any device (a scenario's own model may fit
+# none alone: that is what pipelines are for).
+WARM_UP_MODEL = ModelConfig(layers=1, d_model=16, heads=2, seq_len=8, batch_size=2)
+
+
 def warm_up_devices(backend: Backend, scenario: Scenario) -> None:
     """Run one training step on every device alone, so that every worker's warm shard process has
     imported torch before anything is measured: on a fresh testbed all of them import at once, and on
     a 2-core machine that slows whatever runs beside them for the first ten seconds or so."""
+    small = dataclasses.replace(scenario, model=WARM_UP_MODEL)
     for device in scenario.device_names:
-        run_job(Job(scenario=scenario, plan=Plan("local", (device,)), steps=1,
+        run_job(Job(scenario=small, plan=Plan("local", (device,)), steps=1,
                     run_dir=Path(tempfile.mkdtemp(prefix=f"edgetrain-warm-{device}-")),
                     device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames), backend.launcher)
 

@@ -136,7 +136,7 @@ def test_the_general_policy_trains_on_every_shipped_scenario_and_fine_tunes_from
     result = run_cli("train", "--timesteps", "256", "--imitate-steps", "1000", "--out", str(general), *common)
     assert result.returncode == 0, result.stderr[-3000:]
     assert set(json.loads((general / "trained_on.json").read_text())) == {
-        "smart-home", "smart-home-busy", "workshop", "jetson-lab"}
+        "smart-home", "smart-home-busy", "workshop", "jetson-lab", "big-model"}
     result = run_cli("train", "--scenario", "workshop", "--init", str(general / "policy.zip"), "--timesteps", "256",
                      "--learning-rate", "0", "--out", str(tuned), *common)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -95,3 +95,18 @@ def test_edgetrain_plan_prints_each_family_and_refuses_an_unknown_device(tmp_pat
     bad = run_cli("plan", "--scenario", "workshop", "--devices", "xavier-nx,toaster")
     assert bad.returncode != 0 and "device 'toaster' is not in scenario workshop" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_big_model_fits_no_device_alone_and_the_planner_finds_a_much_cheaper_hybrid():
+    """The built-in memory-bound scenario: no device holds the model, no uniform kind but a four-device
+    pipeline fits, and the planner's hybrid is predicted at least 20% cheaper (live: benchmarks/
+    hybrid_live.py)."""
+    planner = planner_for("big-model")
+    scenario = planner.model.scenario
+    for name in scenario.device_names:
+        assert any("does not fit" in p for p in plan_problems(Plan("local", (name,)), scenario)), name
+    best = planner.best_of_each_family(scenario.device_names)
+    assert set(best) == {"pp", HYBRID}
+    assert best["pp"].plan.degree == 4
+    assert best[HYBRID].cost_per_sample <= 0.8 * best["pp"].cost_per_sample
+    assert best[HYBRID].plan.stage_layers[0] > scenario.model.layers // best[HYBRID].plan.degree  # uneven
