@@ -30,3 +30,13 @@ class DeviceLost(RunError):
         self.step = step
         self.detected_at = detected_at
         self.metrics = None  # the partial RunMetrics, attached by the coordinator
+
+
+class OutOfMemory(DeviceLost):
+    """A device's kernel killed a shard of the running plan for want of memory (the memory model
+    under-estimated what the plan needs there). A recovery goes on without that device: it is lost to
+    this plan, not to the fleet."""
+
+    def __init__(self, devices: list[str], step: int, detected_at: float):
+        super().__init__(devices, step, detected_at)
+        self.args = (f"{', '.join(devices)} ran out of memory after step {step} (its kernel killed the shard)",)

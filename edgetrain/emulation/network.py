@@ -142,10 +142,12 @@ class EdgeNetwork:
 
     @staticmethod
     def _expose_cpuacct(host) -> None:
-        """Processes started in a host do not see the cgroup hierarchy; mount cpuacct in the host's own
-        mount namespace so that a shard can read its device's CPU time (runtime/cpu.py)."""
+        """Processes started in a host do not see the cgroup hierarchy; mount cpuacct and memory in the
+        host's own mount namespace so that a shard can read its device's CPU time (runtime/device/cpu.py)
+        and its worker whether the kernel killed a shard for memory (runtime/device/oom.py)."""
         host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpuacct "
-                 "&& mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct")
+                 "/sys/fs/cgroup/memory && mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct "
+                 "&& mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory")
 
     def _limit_memory(self, host, memory_mb: int) -> None:
         group = MEMORY_CGROUPS / host.name
@@ -157,8 +159,17 @@ class EdgeNetwork:
         return self.net.get(self.hosts[device].host_name)
 
     def popen(self, device: str, argv: list[str], **kwargs) -> subprocess.Popen:
-        """A process inside the device's host: its namespace and its CPU cgroup."""
-        return self.node(device).popen(argv, **kwargs)
+        """A process inside the device's host: its namespace, its CPU cgroup and its memory cgroup.
+        Mininet's popen joins only the CPU cgroups (`mnexec -g`), so the process is moved into the host's
+        memory cgroup at once, before it has imported anything or started children (which inherit it):
+        without this a device's memory cap held only for the host's shell, not for its worker."""
+        process = self.node(device).popen(argv, **kwargs)
+        if self.scenario.device(device).memory_mb:
+            try:
+                (MEMORY_CGROUPS / self.hosts[device].host_name / "cgroup.procs").write_text(str(process.pid))
+            except OSError:  # it has already exited
+                pass
+        return process
 
     def set_link(self, device: str, up: bool) -> None:
         self.net.configLinkStatus(self.hosts[device].host_name, f"{self.prefix}s0", "up" if up else "down")

@@ -5,9 +5,11 @@ import os
 import socket
 
 from conftest import TINY, run_cli, serve_on_a_free_port
+
 from edgetrain import __version__
 from edgetrain.core.secrets import write_secret
 from edgetrain.runtime.device.worker import Worker
+from edgetrain.runtime.wire.control import PROTOCOL_VERSION
 
 
 def _serve(worker: Worker) -> Worker:
@@ -31,7 +33,7 @@ def test_cluster_check_says_per_device_what_is_there_and_what_is_wrong(tmp_path)
         assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
         lines = result.stdout.strip().splitlines()
         assert len(lines) == 3
-        assert lines[0].startswith(f"a at 127.0.0.1:{good.listen[1]}: ok: edgetrain {__version__} (protocol 1)")
+        assert lines[0].startswith(f"a at 127.0.0.1:{good.listen[1]}: ok: edgetrain {__version__} (protocol {PROTOCOL_VERSION})")
         assert "MiB free" in lines[0] and "clock " in lines[0] and "GPU " in lines[0] and "meter " in lines[0]
         assert lines[1].startswith("b at") and "refused" in lines[1] and "token" in lines[1]
         assert lines[2].startswith("c at") and "unreachable" in lines[2]

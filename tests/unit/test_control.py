@@ -11,7 +11,7 @@ import pytest
 
 from conftest import serve_on_a_free_port
 from edgetrain.runtime.device.worker import Worker
-from edgetrain.runtime.wire.control import ProtocolError, connect
+from edgetrain.runtime.wire.control import PROTOCOL_VERSION, ProtocolError, connect
 
 TOKEN = b"s3cret-token-of-the-home-fleet-0123456789"
 HUNG_UP = {errno.ENOTCONN, errno.ECONNRESET, errno.EPIPE}
@@ -50,7 +50,7 @@ def test_a_fake_worker_that_does_not_know_the_token_is_refused_by_the_client():
 
     def fake():
         conn, _ = server.accept()
-        body = b'{"type":"challenge","nonce":"00112233445566778899aabbccddeeff","version":1}'
+        body = ('{"type":"challenge","nonce":"00112233445566778899aabbccddeeff","version":%d}' % PROTOCOL_VERSION).encode()
         conn.sendall(struct.pack(">I", len(body)) + body)
         conn.recv(4096)
         body = b'{"type":"welcome","proof":"' + b"0" * 64 + b'","device":"dev0"}'

@@ -37,8 +37,10 @@ class StandInLauncher(Launcher):
     `losses`: device -> the steps at which it vanishes, never reporting them (each entry used once);
     `returns_after_s`: how long a lost device stays away (None: for good)."""
 
-    def __init__(self, losses: dict[str, list[int]], returns_after_s=None):
+    def __init__(self, losses: dict[str, list[int]], returns_after_s=None, out_of_memory=None):
         self.losses = {d: list(steps) for d, steps in losses.items()}
+        self.out_of_memory = {d: list(steps) for d, steps in (out_of_memory or {}).items()}
+        """device -> steps at which its kernel kills its shard for memory (the device stays)."""
         self.returns_after_s = returns_after_s
         self.gone: dict[str, float] = {}
         self.started_plans: list[str] = []
@@ -77,6 +79,10 @@ class StandInLauncher(Launcher):
                 self.gone[spec.device] = time.monotonic()
             if handle.killed.is_set() or spec.device in self.gone:
                 return  # silent from this step on: as a device that vanished
+            if step in self.out_of_memory.get(spec.device, []):
+                self.out_of_memory[spec.device].remove(step)
+                messages.put(ShardMessage(spec.rank, exit_code=-9, out_of_memory=True))
+                return
             messages.put(ShardMessage(spec.rank, event={
                 "event": "step", "rank": spec.rank, "step": step, "loss": 1.0, "loss_weight": 1.0 / spec.world_size,
                 "time_s": 0.01, "cpu_s": 0.01, "bytes_sent": 0, "bytes_recv": 0, "energy_j": STEP_J,
@@ -169,3 +175,16 @@ def test_lost_steps_count_in_every_device_total():
     assert [s["step"] for s in out["steps"]] == [1] and [s["step"] for s in out["lost_steps"]] == [2, 1]
     assert out["devices"]["a"]["energy_j"] == pytest.approx(9.0) and out["total"]["energy_j"] == pytest.approx(18.0)
     assert out["total"]["samples"] == 10
+
+
+def test_a_shard_killed_for_memory_is_reported_as_such_and_the_job_goes_on_without_that_device(tmp_path):
+    """The worker tells an OOM kill from its device's cgroup (device/oom.py); the coordinator says so in
+    one sentence and recovers on the other devices, the device itself still there."""
+    launcher = StandInLauncher({}, out_of_memory={"b": [7]})
+    lines = []
+    metrics = run_with_recovery(job(tmp_path, "dp:a,b,c"), launcher, progress=lines.append)
+    assert [s["step"] for s in metrics.steps] == list(range(1, 13))
+    assert launcher.started_plans == ["dp:a", "dp:a"]  # rank 0's device both times: dp:a,b,c then dp:a,c
+    (record,) = metrics.recoveries
+    assert record["cause"] == "out of memory" and record["devices"] == ["b"] and record["new_plan"] == "dp:a,c"
+    assert any("b ran out of memory after step 6 (its kernel killed the shard)" in line for line in lines)

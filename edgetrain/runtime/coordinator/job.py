@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from edgetrain.core.config import Scenario
-from edgetrain.core.errors import DeviceLost, RunError, UserError
+from edgetrain.core.errors import DeviceLost, OutOfMemory, RunError, UserError
 from edgetrain.core.feasibility import check_plan
 from edgetrain.core.plans import HYBRID, Plan
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
@@ -233,6 +233,8 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
             continue
         device = job.plan.devices[message.rank]
         if message.event is None:
+            if message.rank not in done and message.out_of_memory:
+                raise OutOfMemory([device], metrics.last_step, time.monotonic())
             if message.rank not in done:
                 raise _shard_failed(job, launcher, metrics,
                                     f"the shard on {device} (rank {message.rank}) exited with code "

@@ -25,6 +25,8 @@ class ShardMessage:
     rank: int
     event: Optional[dict] = None
     exit_code: Optional[int] = None
+    out_of_memory: bool = False
+    """The device's kernel killed the shard for memory (device/oom.py)."""
 
 
 class ShardHandle(ABC):

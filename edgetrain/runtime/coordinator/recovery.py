@@ -8,7 +8,7 @@ import time
 from typing import Optional
 
 from edgetrain.core.config import Scenario
-from edgetrain.core.errors import DeviceLost, RunError
+from edgetrain.core.errors import DeviceLost, OutOfMemory, RunError
 from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.plans import FALLBACK_KINDS, HYBRID, Plan
 from edgetrain.runtime.coordinator.job import FaultFn, Job, PlanSession, ProgressFn, run_job
@@ -65,13 +65,15 @@ def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambd
             target_step = metrics.start_step + job.steps
             resume_step = metrics.checkpoints[-1]["step"] if metrics.checkpoints else metrics.start_step
             resume_from = metrics.checkpoints[-1]["path"] if metrics.checkpoints else job.resume
-            progress(f"lost {', '.join(lost.devices)} after step {lost.step}; resuming from step {resume_step}")
+            progress(f"{lost}; resuming from step {resume_step}" if isinstance(lost, OutOfMemory) else
+                     f"lost {', '.join(lost.devices)} after step {lost.step}; resuming from step {resume_step}")
             new_plan = _wait_for_plan(current.plan, lost.devices, launcher, job.scenario, wait_for_devices_s)
             if new_plan is None:
                 raise RunError(f"no plan can run on the devices still available after losing "
                                f"{', '.join(lost.devices)}") from None
             progress(f"recovering on {new_plan}")
             pending = {"devices": lost.devices, "step": lost.step, "resumed_from_step": resume_step,
+                       "cause": "out of memory" if isinstance(lost, OutOfMemory) else "device lost",
                        "lost_steps": lost.step - resume_step, "old_plan": str(current.plan),
                        "new_plan": str(new_plan), "detected_at": lost.detected_at}
             metrics.recoveries.append(pending)

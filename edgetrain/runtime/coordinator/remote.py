@@ -70,7 +70,8 @@ class WorkerClient:
                         self._messages.put(ShardMessage(event["rank"], event=event))
                 elif kind == "exit":
                     if self._messages is not None:
-                        self._messages.put(ShardMessage(message["rank"], exit_code=message["code"]))
+                        self._messages.put(ShardMessage(message["rank"], exit_code=message["code"],
+                                                        out_of_memory=bool(message["out_of_memory"])))
                 else:
                     self._replies.put(message)
         except (ProtocolError, ConnectionError, OSError, ValueError):

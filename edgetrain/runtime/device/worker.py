@@ -29,6 +29,7 @@ from edgetrain.core.rules import HEARTBEAT_EVERY_S
 from edgetrain import __version__
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.device.energy import hardware_facts
+from edgetrain.runtime.device.oom import oom_kill_count
 from edgetrain.runtime.wire.control import PROTOCOL_VERSION, Channel, ProtocolError, server_handshake
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
 from edgetrain.runtime.wire.transfer import Assembly, TransferError, chunk_messages, is_plain_name, start_assembly
@@ -90,6 +91,8 @@ class Worker:
         self._shards: dict[int, subprocess.Popen] = {}
         """Running shards by rank (a process is here from its plan's start until it is done)."""
         self._routes: dict[int, tuple[Channel, int]] = {}
+        self._oom_kills_before: dict[int, Optional[int]] = {}
+        """By shard pid: the device's OOM-kill count when it took its plan (device/oom.py)."""
         """Per process id: the coordinator channel and rank its events go to (its current plan's)."""
         self._forwarders: dict[int, threading.Thread] = {}
         self._finishing: dict[int, subprocess.Popen] = {}
@@ -169,6 +172,7 @@ class Worker:
             process = process or self._new_shard_process()
             self._shards[spec.rank] = process
             self._routes[process.pid] = (channel, spec.rank)
+            self._oom_kills_before[process.pid] = oom_kill_count()
             if spec.standby and not self._stopping.is_set():
                 # The next plan's process, ready before it is needed: it takes CPU only when the shard
                 # leaves some (its nice value), and a recovery or a switch then starts in a second.
@@ -210,8 +214,11 @@ class Worker:
             code = process.wait()
             with self._lock:
                 route = self._routes.pop(process.pid, None)
+            before = self._oom_kills_before.pop(process.pid, None)
             if route is not None:
-                route[0].send({"type": "exit", "rank": route[1], "code": code})
+                after = oom_kill_count() if code != 0 else None
+                route[0].send({"type": "exit", "rank": route[1], "code": code,
+                               "out_of_memory": int(before is not None and after is not None and after > before)})
         except OSError:
             process.kill()  # the coordinator is gone: a shard nobody listens to must not keep running
         finally:

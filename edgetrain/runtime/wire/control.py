@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Optional
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_FRAME = 1 << 20
 HANDSHAKE_TIMEOUT_S = 5.0
 """Deadline for a peer's whole handshake (one round trip for an honest one)."""
@@ -54,7 +54,7 @@ MESSAGE_SCHEMA: dict[str, dict[str, tuple]] = {
     "extended": {},
     "stopped": {},
     "event": {"event": (dict,)},
-    "exit": {"rank": (int,), "code": (int,)},
+    "exit": {"rank": (int,), "code": (int,), "out_of_memory": (int,)},
     "refused": {"reason": (str,)},
     "has": {"name": (str,), "size": (int,)},
     "stored": {"name": (str,)},
