@@ -30,8 +30,8 @@ BANDWIDTH_TOLERANCE = 0.10
 CPU_TOLERANCE = 0.15
 WARMUP_S = 0.5
 SHORT_STEP_S = 0.010
-SHORT_STEPS = 20
-IDLE_GAP_S = 0.2
+SHORT_STEPS = 12
+IDLE_GAP_S = 0.1
 
 
 def _measure_bandwidth(network: EdgeNetwork, device: str, seconds: float) -> float:

@@ -18,6 +18,6 @@ def test_live_energy_per_sample_ranks_dp_and_pp_ahead_of_tp_and_sp_on_jetsons(tm
     with open_backend("mininet", scenario, tmp_path, follow_availability=False) as backend:
         warm_up_devices(backend, scenario)
         measured = measure_plans(backend, scenario, [Plan(kind, jetsons) for kind in ("dp", "pp", "tp", "sp")],
-                                 tmp_path, steps=3)
+                                 tmp_path, steps=2)
     per_sample = {m.plan.kind: m.energy_j / scenario.model.batch_size for m in measured}
     assert max(per_sample["dp"], per_sample["pp"]) < min(per_sample["tp"], per_sample["sp"]), per_sample

@@ -50,6 +50,8 @@ SMALL = {
     "evaluate": {"--episodes": "2"},
     "deploy": {"--target-samples": "1280"},
     "emulate check": {"--seconds": "1"},
+    # 10 steps still pass the README's injected fault (at step 7) and its checkpoints (every 5).
+    "run": {"--steps": "10"},
 }
 ONLINE_SMALL = {"--online-steps": "2", "--online-n-steps": "2"}
 
