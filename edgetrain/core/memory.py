@@ -73,33 +73,31 @@ def estimate_memory(plan: Plan, scenario: Scenario) -> list[MemoryEstimate]:
     elif plan.kind == "pp":
         micro = pipeline_microbatches(cfg, n) or n
         for stage, layers in enumerate(stage_layer_ranges(L, n)):
-            params = len(layers) * counts["block"]
-            floats_per_token = len(layers) * _activation_floats_per_token(cfg)
-            if stage == 0:
-                params += counts["embeddings"]
-            if stage == n - 1:
-                params += counts["head"]
-                floats_per_token += head_floats
             in_flight = min(n - stage, micro)  # 1F1B keeps at most this many micro-batches' activations
-            floats = in_flight * (b // micro) * t * floats_per_token
-            needs.append(params * TRAINING_BYTES_PER_PARAM + floats * BYTES_PER_FLOAT)
+            needs.append(_stage_bytes(cfg, len(layers), stage == 0, stage == n - 1, in_flight * (b // micro) * t))
     elif plan.kind == HYBRID:
         ranges, stages = hybrid_layer_ranges(plan, L), len(plan.group_sizes)
         for stage, group in enumerate(plan.stages):
             for member in range(len(group)):
+                # GPipe: every micro-batch's activations are kept until the backward passes begin.
                 rows = sum(len(r) for r in hybrid_rows(plan, b, stage, member))
-                needs.append((hybrid_stage_mb(cfg, len(ranges[stage]), stage == 0, stage == stages - 1, rows)
-                              - PROCESS_BASELINE_MB) * 2 ** 20)
+                needs.append(_stage_bytes(cfg, len(ranges[stage]), stage == 0, stage == stages - 1, rows * t))
     return [MemoryEstimate(device, PROCESS_BASELINE_MB + need / 2 ** 20, device_memory_mb(scenario, device))
             for device, need in zip(plan.devices, needs)]
 
 
-def hybrid_stage_mb(cfg: ModelConfig, blocks: int, first: bool, last: bool, rows: float) -> float:
-    """MiB one member of a hybrid stage needs: the stage's parameters with their gradients and AdamW
-    state, and the activations of every row it works on in a step (GPipe keeps every micro-batch's
-    until the backward passes begin). The planner calls it for stages it is still choosing."""
+def _stage_bytes(cfg: ModelConfig, blocks: int, first: bool, last: bool, tokens: float) -> float:
+    """Bytes one pipeline stage's device holds besides its process: the stage's parameters (the first
+    also the embeddings, the last the norm and head) with gradients and AdamW state, and the
+    activations of `tokens` tokens (the last stage also the logits and their gradient)."""
     counts = count_parameters(cfg)
     params = blocks * counts["block"] + (counts["embeddings"] if first else 0) + (counts["head"] if last else 0)
     floats_per_token = blocks * _activation_floats_per_token(cfg) + (2 * cfg.vocab_size if last else 0)
-    need = params * TRAINING_BYTES_PER_PARAM + rows * cfg.seq_len * floats_per_token * BYTES_PER_FLOAT
-    return PROCESS_BASELINE_MB + need / 2 ** 20
+    return params * TRAINING_BYTES_PER_PARAM + tokens * floats_per_token * BYTES_PER_FLOAT
+
+
+def hybrid_stage_mb(cfg: ModelConfig, blocks: int, first: bool, last: bool, rows: float) -> float:
+    """MiB one member of a hybrid stage needs when it works on `rows` rows of every step (GPipe keeps
+    every micro-batch's activations until the backward passes begin). The planner calls it for stages
+    it is still choosing; `estimate_memory` counts chosen plans the same way."""
+    return PROCESS_BASELINE_MB + _stage_bytes(cfg, blocks, first, last, rows * cfg.seq_len) / 2 ** 20

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional
 
 from edgetrain.core.memory import device_memory_mb, hybrid_stage_mb
@@ -27,7 +28,6 @@ from edgetrain.core.objective import EnergyTimeCost
 from edgetrain.core.plans import HYBRID, Plan
 from edgetrain.envs.costmodel import FLOAT_BYTES, CostModel, Prediction
 
-FAMILIES = ("local", "dp", "pp", "tp", "sp", HYBRID)
 SEARCH_MICROBATCHES = 4
 """Micro-batches assumed while searching partitions (a stage's time scales with its rows, so the best
 partition hardly depends on it); the candidates are then priced with several counts."""
@@ -64,25 +64,19 @@ class Planner:
         for kind in ("dp", "pp", "tp", "sp"):
             candidates[kind] = [Plan(kind, tuple(ordered[:k])) for k in range(2, len(ordered) + 1)]
         candidates[HYBRID] = self.hybrid_candidates(ordered)
-        best = {}
-        for family, plans in candidates.items():
-            priced = [(self.price(plan), plan) for plan in plans]
-            feasible = [(cost, plan, prediction) for (prediction, cost), plan in priced if cost < math.inf]
-            if feasible:
-                cost, plan, prediction = min(feasible, key=lambda item: item[0])
-                best[family] = PlannedFamily(family, plan, prediction, cost)
-        return best
+        best = {family: self._cheapest(family, plans) for family, plans in candidates.items()}
+        return {family: found for family, found in best.items() if found is not None}
 
-    def best_hybrid(self, devices: list[str]) -> Optional[tuple[Plan, Prediction]]:
+    def best_hybrid(self, devices: list[str]) -> Optional[PlannedFamily]:
         """The cheapest feasible hybrid plan over exactly these devices (all of them), or None."""
         ordered = self.fastest_first(devices)
-        plans = [plan for plan in self.hybrid_candidates(ordered) if plan.degree == len(ordered)]
-        priced = [(self.price(plan), plan) for plan in plans]
-        feasible = [(cost, plan, prediction) for (prediction, cost), plan in priced if cost < math.inf]
-        if not feasible:
-            return None
-        _, plan, prediction = min(feasible, key=lambda item: item[0])
-        return plan, prediction
+        return self._cheapest(HYBRID, [plan for plan in self.hybrid_candidates(ordered)
+                                       if plan.degree == len(ordered)])
+
+    def _cheapest(self, family: str, plans: list[Plan]) -> Optional[PlannedFamily]:
+        priced = [PlannedFamily(family, plan, *self.price(plan)) for plan in plans]
+        feasible = [found for found in priced if found.cost_per_sample < math.inf]
+        return min(feasible, key=lambda found: found.cost_per_sample) if feasible else None
 
     # --- hybrid search ---------------------------------------------------------------------------------
     def hybrid_candidates(self, ordered: list[str]) -> list[Plan]:
@@ -166,10 +160,12 @@ class Planner:
                 memory[j, i] = min(device_memory_mb(model.scenario, d) for d in group)
                 widest_rows[j, i] = math.ceil(cfg.batch_size / len(group))
         layers = cfg.layers
+        # Depends on the group's size, not its devices: computed once per shape, not per (j, i, k, l).
+        need_mb = lru_cache(maxsize=None)(lambda *shape: hybrid_stage_mb(cfg, *shape))
 
         def stage(j: int, i: int, k: int, l: int) -> float:
             first, last = k == 0, l == layers
-            if hybrid_stage_mb(cfg, l - k, first, last, widest_rows[j, i]) > memory[j, i]:
+            if need_mb(l - k, first, last, widest_rows[j, i]) > memory[j, i]:
                 return math.inf
             return ((l - k) * block[j, i] + (embed[j, i] if first else 0.0) + (head[j, i] if last else 0.0)
                     + comm[j, i])

@@ -92,7 +92,7 @@ class SlotFleet:
         """The planner's cheapest hybrid plan over exactly these slots (None when none can run)."""
         if group not in self._hybrids:
             found = self.planner.best_hybrid([self.names[i] for i in group])
-            self._hybrids[group] = None if found is None else self._resolved_plan(found[0], found[1])
+            self._hybrids[group] = None if found is None else self._resolved_plan(found.plan, found.prediction)
         return self._hybrids[group]
 
     def _with_prediction(self, kind_and_slots: tuple[str, tuple[int, ...]]) -> ResolvedPlan:

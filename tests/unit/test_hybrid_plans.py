@@ -123,7 +123,7 @@ def test_the_env_offers_the_planners_hybrid_plan_and_marks_its_kind():
     assert cheapest.plan in {env.offered[row].plan for row in hybrids}
     # One per device set: the planner's choice on all the available devices is among them.
     best = env.fleet.planner.best_hybrid(env.available_devices())
-    assert best is not None and best[0] in {c.plan for c in every_hybrid}
+    assert best is not None and best.plan in {c.plan for c in every_hybrid}
     features = obs[:len(env.offered) * CANDIDATE_FEATURES].reshape(len(env.offered), CANDIDATE_FEATURES)
     for row in range(len(env.offered)):
         assert features[row, 18] == (1.0 if row in hybrids else 0.0)
