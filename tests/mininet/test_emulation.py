@@ -221,7 +221,10 @@ def test_a_battery_device_drains_at_its_power_and_goes_offline_at_the_cutoff(tmp
     for (t0, p0), (t1, p1) in zip(readings, readings[1:]):
         drained_j = (p0 - p1) / 100 * capacity_j
         # About one tick (1 s) of the phone's power: at least idle, at most active (radio is negligible here).
-        assert phone.idle_power_w.value * 0.5 <= drained_j <= phone.active_power_w.value * 2.0 + 0.1, (p0, p1)
+        # A tick that came late (a loaded CI machine: 2.2 s once) drains for the time that passed, which
+        # the testbed measures: the bound is the active power over that time, as for a tick on time.
+        most_j = phone.active_power_w.value * 2.0 * max(1.0, t1 - t0) + 0.1
+        assert phone.idle_power_w.value * 0.5 <= drained_j <= most_j, (p0, p1, t1 - t0)
     if seen_by_worker is not None:
         reported, testbed_pct = seen_by_worker
         assert abs(reported - testbed_pct) <= 100 * phone.active_power_w.value * 2.0 / capacity_j
