@@ -17,6 +17,7 @@ from edgetrain.envs.dynamics import Dynamics, JobRules
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan, World
 from edgetrain.fleet.backends import open_backend
+from edgetrain.fleet.measure import warm_up_devices
 from edgetrain.runtime.coordinator.job import Job, PlanSession
 from edgetrain.runtime.coordinator.recovery import run_with_recovery
 
@@ -51,6 +52,9 @@ class LiveDynamics(Dynamics):
             self.backend = self._stack.enter_context(
                 open_backend(self.backend_name, fleet.scenario, self.run_dir, seed=seed, time_scale=self.time_scale,
                              progress=self.progress, cluster=self.cluster))
+            # Every device warm, its standby for a recovery included, before the first decision's steps.
+            online = [d for d, up in zip(fleet.names, self.backend.online(list(fleet.names))) if up]
+            warm_up_devices(self.backend, fleet.scenario, standby=True, devices=online, best_effort=True)
         except BaseException:
             self._stack.close()
             self._stack = None

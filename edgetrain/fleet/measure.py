@@ -7,11 +7,13 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Optional
 
 from edgetrain.core.config import ModelConfig, Scenario
+from edgetrain.core.errors import RunError
 from edgetrain.core.plans import Plan
 from edgetrain.fleet.backends import Backend
 from edgetrain.runtime.coordinator.calibration import calibrate_devices
@@ -23,15 +25,41 @@ from edgetrain.runtime.coordinator.job import Job, run_job
 WARM_UP_MODEL = ModelConfig(layers=1, d_model=16, heads=2, seq_len=8, batch_size=2)
 
 
-def warm_up_devices(backend: Backend, scenario: Scenario) -> None:
+def warm_up_devices(backend: Backend, scenario: Scenario, standby: bool = False, devices: Optional[list[str]] = None,
+                    best_effort: bool = False, timeout_s: float = 120.0) -> None:
     """Run one training step on every device alone, so that every worker's warm shard process has
     imported torch before anything is measured: on a fresh testbed all of them import at once, and on
-    a 2-core machine that slows whatever runs beside them for the first ten seconds or so."""
+    a 2-core machine that slows whatever runs beside them for the first ten seconds or so.
+    `standby`: also have each worker make its standby process (what a recovering job asks for) and wait
+    until every one has imported, so that no import runs beside the first plans' steps: a standby
+    importing beside a shard took half of an emulated device's CPU quota and doubled its step time.
+    `devices`: only these (all of the scenario's by default); `best_effort`: a device that fails or
+    leaves is skipped (it is warmed by its first plan instead)."""
     small = dataclasses.replace(scenario, model=WARM_UP_MODEL)
-    for device in scenario.device_names:
-        run_job(Job(scenario=small, plan=Plan("local", (device,)), steps=1,
-                    run_dir=Path(tempfile.mkdtemp(prefix=f"edgetrain-warm-{device}-")),
-                    device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames), backend.launcher)
+    devices = scenario.device_names if devices is None else devices
+    warmed = []
+    for device in devices:
+        try:
+            run_job(Job(scenario=small, plan=Plan("local", (device,)), steps=1,
+                        run_dir=Path(tempfile.mkdtemp(prefix=f"edgetrain-warm-{device}-")),
+                        device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames, standby=standby),
+                    backend.launcher)
+            warmed.append(device)
+        except (RunError, ConnectionError):
+            if not best_effort:
+                raise
+    clients = getattr(backend.launcher, "clients", None)
+    if not standby or clients is None:  # a local launcher keeps no processes between plans
+        return
+    deadline = time.monotonic() + timeout_s
+    waiting = [d for d in warmed if d in clients]
+    while waiting and time.monotonic() < deadline:
+        try:
+            waiting = [d for d in waiting if clients[d].status().get("spares_importing", 0) > 0]
+        except ConnectionError:
+            return  # a device left: its first plan will tell
+        if waiting:
+            time.sleep(0.25)
 
 
 def calibrate_fleet(backend: Backend, scenario: Scenario, run_dir: Path,

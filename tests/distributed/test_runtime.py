@@ -187,17 +187,17 @@ def test_worker_daemons_reuse_their_warm_shard_processes_across_plans(local_loss
         first = run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b,c"), steps=3, run_dir=tmp_path / "one",
                             checkpoint_out=checkpoint, socket_ifnames={d: "lo" for d in workers}), launcher)
         deadline = time.monotonic() + 10  # each process tears its process group down, then is warm again
-        while any(w._spare is None for w in workers.values()) and time.monotonic() < deadline:
+        while any(not w._spares for w in workers.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        warm = {d: w._spare.pid for d, w in workers.items()}
+        warm = {d: w._spares[-1].pid for d, w in workers.items()}
         second = run_job(Job(scenario=scenario, plan=Plan.parse("pp:a,b,c"), steps=3, run_dir=tmp_path / "two",
                              resume=checkpoint, socket_ifnames={d: "lo" for d in workers}), launcher)
         deadline = time.monotonic() + 10
-        while any(w._spare is None for w in workers.values()) and time.monotonic() < deadline:
+        while any(not w._spares for w in workers.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
         # The same processes ran the second plan. Now and then gloo's teardown of a process group stalls,
         # and the worker then replaces that process after a grace period: allow one such replacement.
-        reused = sum(w._spare.pid == warm[d] for d, w in workers.items())
+        reused = sum(w._spares[-1].pid == warm[d] for d, w in workers.items())
         assert reused >= 2, f"only {reused} of 3 warm processes were reused"
         assert_close(first.losses + second.losses, local_losses)
 
@@ -236,27 +236,45 @@ def test_a_kept_plan_goes_on_in_the_same_processes_and_trains_exactly_like_one_d
 def test_a_recovering_job_keeps_a_standby_process_that_imports_at_low_priority_and_trains_at_full(tmp_path):
     """Before: a recovery waited for fresh processes to import torch under the device's CPU share (9.2 s
     to resume on the testbed). A job that can recover asks each device for a standby process, started at
-    nice 19 beside the shard; the next plan runs in it at the worker's own priority."""
+    nice 19 beside the shard when no other warm process is left; a plan that later runs in it (here: the
+    plan's own process is gone, as after a failure) runs at the worker's own priority. The plan's process,
+    ended cleanly, stays warm beside the standby, and the next plan runs in it: a switch imports nothing
+    (before: every new plan made a new standby, whose import beside the shard took half of an emulated
+    device's CPU quota and doubled its first steps)."""
     import os
 
     from edgetrain.runtime.coordinator.job import PlanSession
     with loopback_workers(b"standby-test-token-0123456789abcdef", tmp_path / "devices") as (workers, launcher):
         scenario = load_scenario(TINY)
-        run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / "one",
-                    socket_ifnames={d: "lo" for d in workers}, standby=True), launcher)
-        deadline = time.monotonic() + 10
-        while any(w._finishing for w in workers.values()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        standby = {d: workers[d]._spare for d in ("a", "b")}
+
+        def job(name: str, hold: bool = False) -> Job:
+            return Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / name,
+                       socket_ifnames={d: "lo" for d in workers}, standby=True, hold=hold)
+
+        def settled() -> None:
+            deadline = time.monotonic() + 10
+            while any(w._finishing or len(w._spares) < 2 for w in workers.values()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+        run_job(job("one"), launcher)
+        settled()
+        standby = {d: workers[d]._spares[0] for d in ("a", "b")}
+        trained = {d: workers[d]._spares[1].pid for d in ("a", "b")}
         for process in standby.values():
-            assert process is not None and process.poll() is None
-            assert os.getpriority(os.PRIO_PROCESS, process.pid) == 19
-        # The second plan is held after its steps, so that the process that ran it can be looked at.
+            assert process.poll() is None and os.getpriority(os.PRIO_PROCESS, process.pid) == 19
+        # A switch: the next plan runs in the warm process of the last one; the standby stays, nothing imports.
+        run_job(job("two"), launcher)
+        settled()
+        for device in ("a", "b"):
+            assert [p.pid for p in workers[device]._spares] == [standby[device].pid, trained[device]]
+        # The last plan's process is gone (as after a failure): the next plan runs in the standby, at full priority.
+        for device in ("a", "b"):
+            workers[device]._spares[1].kill()
+            workers[device]._spares[1].wait()
         session = PlanSession()
-        run_job(Job(scenario=scenario, plan=Plan.parse("dp:a,b"), steps=2, run_dir=tmp_path / "two",
-                    socket_ifnames={d: "lo" for d in workers}, hold=True), launcher, session=session)
+        run_job(job("three", hold=True), launcher, session=session)
         try:
-            for device, process in standby.items():  # it ran the second plan, at the worker's priority
+            for device, process in standby.items():
                 assert [p.pid for p in workers[device]._shards.values()] == [process.pid]
                 assert os.getpriority(os.PRIO_PROCESS, process.pid) == os.getpriority(os.PRIO_PROCESS, 0)
         finally:

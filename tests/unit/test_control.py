@@ -323,6 +323,6 @@ def test_a_start_with_a_bad_field_is_refused_whole_and_takes_no_process(worker, 
         while reply["type"] == "heartbeat":
             reply = channel.receive()
         assert reply["type"] == "refused" and field in reply["reason"], reply
-        assert worker._shards == {} and worker._spare is None
+        assert worker._shards == {} and worker._spares == []
     finally:
         channel.close()

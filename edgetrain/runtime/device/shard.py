@@ -142,6 +142,7 @@ def main() -> int:
     try:
         if os.environ.get("EDGETRAIN_PRELOAD_CORPUS"):  # a worker's warm process: the built-in text read ahead too
             corpus_for(None)
+            emit("warm", rank=rank)  # imports done: it costs its device no more CPU until a plan comes
         while True:
             line = sys.stdin.readline()
             if not line.strip():

@@ -48,6 +48,11 @@ REFUSALS_LOGGED_PER_MINUTE = 20
 # (milliseconds, normally) before it kills them and starts a fresh process.
 FINISH_GRACE_S = 3.0
 STANDBY_NICE = 19
+MAX_WARM = 2
+"""Warm processes kept: the next plan's and a standby for a recovery. A plan's process that ends cleanly
+is kept as one of them, so that a switch of plans imports nothing: a standby importing torch beside a
+training shard takes half of an emulated device's CPU quota for ten seconds or more (its nice value does
+not help when the two run on different cores of one quota), doubling the first steps of every new plan."""
 """A standby process imports torch at the lowest priority: the training shard beside it loses almost nothing."""
 
 
@@ -97,7 +102,10 @@ class Worker:
         self._forwarders: dict[int, threading.Thread] = {}
         self._finishing: dict[int, subprocess.Popen] = {}
         """Processes whose plan is done, tearing down their process group; warm again once idle."""
-        self._spare: Optional[subprocess.Popen] = None
+        self._spares: list[subprocess.Popen] = []
+        self._warm: set[int] = set()
+        """Pids of processes that have finished importing (their `warm` event)."""
+        """Warm processes (torch imported) waiting for a plan, oldest first; at most MAX_WARM."""
         self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
         self._pending: "OrderedDict[socket.socket, str]" = OrderedDict()
         """Connections still in their handshake (oldest first), with their peer address."""
@@ -110,10 +118,11 @@ class Worker:
         self.server: Optional[socket.socket] = None
 
     # --- shard processes -------------------------------------------------------------------------
-    # One warm process at a time is kept: a new one is made only when none is left, and a process that
-    # finished its plan cleanly becomes the warm one again. Importing torch beside a running shard would
-    # steal the device's CPU (all of it counts against an emulated device's quota), and importing it
-    # again for every plan would cost seconds per plan on a small device.
+    # Warm processes are kept (MAX_WARM): a new one is made only when none is left (or a recovering plan
+    # asks for a standby and none is left), and a process that finished its plan cleanly is warm again.
+    # Importing torch beside a running shard steals the device's CPU (all of it counts against an
+    # emulated device's quota), and importing it again for every plan would cost seconds per plan on a
+    # small device.
     def _new_shard_process(self, standby: bool = False) -> subprocess.Popen:
         stderr = subprocess.DEVNULL
         if self.log_dir:
@@ -133,11 +142,16 @@ class Worker:
         forwarder.start()
         return process
 
+    def _live_spares(self) -> list[subprocess.Popen]:
+        """The warm processes still alive (under the lock)."""
+        self._spares = [p for p in self._spares if p.poll() is None]
+        return self._spares
+
     def warm_up(self) -> None:
         with self._lock:
             running = any(p.poll() is None for p in self._shards.values())
-            if not self._stopping.is_set() and not running and (self._spare is None or self._spare.poll() is not None):
-                self._spare = self._new_shard_process()
+            if not self._stopping.is_set() and not running and not self._live_spares():
+                self._spares.append(self._new_shard_process())
 
     def confined(self, spec: ShardSpec) -> ShardSpec:
         """The spec with its file names resolved inside this worker's store; a path, or a file it was
@@ -165,18 +179,18 @@ class Worker:
             self._finishing.clear()
             if any(p.poll() is None for p in self._shards.values()):
                 raise RuntimeError("a shard is already running on this device; stop it first")
-            process = self._spare if self._spare is not None and self._spare.poll() is None else None
-            self._spare = None
+            # The newest first: a process that just ended a plan is surely warm, a standby may still import.
+            process = self._live_spares().pop() if self._spares else None
             if process is not None:
                 _full_priority(process)  # a standby imported at the lowest priority; it trains at the normal one
             process = process or self._new_shard_process()
             self._shards[spec.rank] = process
             self._routes[process.pid] = (channel, spec.rank)
             self._oom_kills_before[process.pid] = oom_kill_count()
-            if spec.standby and not self._stopping.is_set():
-                # The next plan's process, ready before it is needed: it takes CPU only when the shard
-                # leaves some (its nice value), and a recovery or a switch then starts in a second.
-                self._spare = self._new_shard_process(standby=True)
+            if spec.standby and not self._spares and not self._stopping.is_set():
+                # The next plan's process, ready before it is needed (a recovery or a switch then starts in
+                # a second); only when no warm process is left: it imports torch on the device's CPU.
+                self._spares.append(self._new_shard_process(standby=True))
         try:
             process.stdin.write(spec.to_json() + "\n")
             process.stdin.flush()
@@ -192,7 +206,10 @@ class Worker:
                     continue
                 with self._lock:
                     route = self._routes.get(process.pid)
-                    if event["event"] == "done":  # its plan is over; it tears down, then says idle
+                    if event["event"] == "warm":  # the worker's own business, not a plan's
+                        self._warm.add(process.pid)
+                        route = None
+                    elif event["event"] == "done":  # its plan is over; it tears down, then says idle
                         self._routes.pop(process.pid, None)
                         for rank, running in list(self._shards.items()):
                             if running is process:
@@ -201,10 +218,10 @@ class Worker:
                     elif event["event"] == "idle":  # warm again: it can take the next plan
                         route = None
                         if self._finishing.pop(process.pid, None) is not None:
-                            if self._spare is None or self._spare.poll() is not None:
-                                self._spare = process
+                            if len(self._live_spares()) < MAX_WARM:
+                                self._spares.append(process)
                             else:
-                                process.stdin.close()  # one warm process is enough: this one ends
+                                process.stdin.close()  # enough warm processes: this one ends
                 if route is not None:
                     if event["event"] == "checkpoint":  # the file first, then the news: nothing is shared
                         event = self._send_checkpoint(route[0], event)
@@ -225,6 +242,7 @@ class Worker:
             with self._lock:
                 self._forwarders.pop(process.pid, None)
                 self._finishing.pop(process.pid, None)
+                self._warm.discard(process.pid)
             if not self._stopping.is_set():
                 self.warm_up()
 
@@ -296,6 +314,7 @@ class Worker:
     def state(self) -> dict:
         with self._lock:
             running = sum(1 for p in self._shards.values() if p.poll() is None)
+            importing = sum(1 for p in self._live_spares() if p.pid not in self._warm)
         try:
             import psutil
             memory_mb = psutil.virtual_memory().available / 2 ** 20
@@ -304,7 +323,7 @@ class Worker:
         return {"device": self.device, "time": time.time(), "uptime_s": time.time() - self.started,
                 "cpu_s": self.cpu.seconds(), "cpu_source": self.cpu.source, "load": os.getloadavg()[0],
                 "memory_available_mb": memory_mb, "battery_pct": battery_percent(self.battery_file),
-                "shards_running": running, **self.facts}
+                "shards_running": running, "spares_importing": importing, **self.facts}
 
     # --- network ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -343,9 +362,8 @@ class Worker:
             self.server.close()
         self.stop_shards()
         with self._lock:
-            for process in [self._spare, *self._finishing.values()]:
-                if process is not None:
-                    _kill(process)
+            for process in [*self._spares, *self._finishing.values()]:
+                _kill(process)
 
     def _serve_connection(self, conn: socket.socket, peer: str) -> None:
         channel, session = None, False

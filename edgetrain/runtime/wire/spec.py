@@ -157,6 +157,7 @@ EVENT_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "held": {"rank": (int,), "step": (int,)},
     "done": {"rank": (int,)},
     "idle": {"rank": (int,)},
+    "warm": {"rank": (int,)},
     "error": {"rank": (int,), "message": (str,)},
 }
 
