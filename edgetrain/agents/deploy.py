@@ -70,12 +70,15 @@ def deploy(policy: str, scenario: Scenario, calibration, out: Path, backend: str
                         "samples_done": job.samples, "time_s": info["time_s"], "energy_j": info["energy_j"],
                         "zeus_cost": info["zeus_cost"], "failures": info["failures"], "loss": run["steps"][-1]["loss"],
                         "checkpoints": [c["step"] for c in run["checkpoints"]]}
+            if "prediction" in info:  # the measured steps against what was predicted (envs.recalibration)
+                decision["prediction"] = info["prediction"]
             decisions.append(decision)
             _log_decision(writer, decision, run)
             progress(f"decision {decision['decision']}: {decision['policy_plan']} (available: {', '.join(available)}) "
                      f"-> steps {info['steps'][0]}..{info['steps'][1]}, loss {decision['loss']:.4f}, "
                      f"{info['time_s']:.1f} s, {job.samples}/{env.target} samples"
-                     + (f", {info['failures']} recovery" if info["failures"] else ""))
+                     + (f", {info['failures']} recovery" if info["failures"] else "")
+                     + _prediction_line(info.get("prediction")))
         checkpoint = out / "checkpoint.pt"
         shutil.copyfile(env.dynamics.episode_checkpoint, checkpoint)
         completed = True
@@ -109,7 +112,30 @@ def _report(scenario, policy, backend, target, decision_steps, run_dir, decision
                   "time_per_sample_s": per_sample["time_per_sample_s"],
                   "final_loss": steps[-1]["loss"] if steps else None,
                   "plans_used": sorted({p for d in decisions for p in d["ran"]})},
+        "prediction_error": prediction_summary(decisions),
     }
+
+
+def prediction_summary(decisions: list[dict]) -> dict:
+    """Mean absolute relative error of the predicted step time and energy over the decisions that
+    measured steady steps: by the shipped calibration, and by the model recalibrated on the decisions
+    before each one (the first decision has nothing to learn from: it is left out of both means)."""
+    later = [d["prediction"] for d in decisions[1:] if "prediction" in d]
+
+    def mean_abs(which: str, key: str) -> Optional[float]:
+        return sum(abs(p[which][key]) for p in later) / len(later) if later else None
+    return {"decisions": len(later),
+            "calibrated": {"time": mean_abs("calibrated", "time_error"), "energy": mean_abs("calibrated", "energy_error")},
+            "recalibrated": {"time": mean_abs("recalibrated", "time_error"),
+                             "energy": mean_abs("recalibrated", "energy_error")}}
+
+
+def _prediction_line(prediction: Optional[dict]) -> str:
+    if prediction is None:
+        return ""
+    return (f"; step {prediction['measured']['step_s']:.3f} s measured, predicted "
+            f"{prediction['recalibrated']['time_error']:+.0%} (shipped calibration "
+            f"{prediction['calibrated']['time_error']:+.0%})")
 
 
 def _plan_at(plans: list[dict], step: int) -> str:
@@ -137,6 +163,10 @@ def _log_decision(writer, decision: dict, run: dict) -> None:
     kind, _, devices = last.partition(":")
     writer.add_scalar("deploy/plan_kind", ALL_KINDS.index(kind), index)
     writer.add_scalar("deploy/devices_in_plan", len(devices.split(",")), index)
+    if "prediction" in decision:
+        for which in ("calibrated", "recalibrated"):
+            writer.add_scalar(f"predict/{which}_time_error", decision["prediction"][which]["time_error"], index)
+            writer.add_scalar(f"predict/{which}_energy_error", decision["prediction"][which]["energy_error"], index)
     writer.add_text("deploy/plan", f"decision {index}: {' then '.join(decision['ran'])}", index)
 
 

@@ -29,7 +29,10 @@ measures it.
 from __future__ import annotations
 
 import bisect
+import copy
+import math
 from dataclasses import dataclass, field
+from typing import Mapping, Optional
 
 from edgetrain.core.calibration import check_calibration_matches
 from edgetrain.core.catalog import get_profile
@@ -64,6 +67,8 @@ class Prediction:
     memory_mb: dict[str, float]
     fits: bool
     problems: tuple[str, ...] = ()
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    """Each device's CPU seconds per step (what its energy is priced from; the runtime reports it per step)."""
 
     @property
     def total_energy_j(self) -> float:
@@ -73,7 +78,26 @@ class Prediction:
         return {"plan": self.plan, "step_time_s": self.step_time_s, "energy_j": self.energy_j,
                 "total_energy_j": self.total_energy_j, "bytes_sent": self.bytes_sent,
                 "bytes_recv": self.bytes_recv, "memory_mb": self.memory_mb, "fits": self.fits,
-                "problems": list(self.problems)}
+                "problems": list(self.problems), "cpu_s": self.cpu_s}
+
+
+@dataclass(frozen=True)
+class Corrections:
+    """What live measurements taught the model beyond its calibration (edgetrain.envs.recalibration):
+    per device, a factor on its compute times (1.2: its forward, backward and optimizer steps take 20%
+    longer than calibrated) and a factor on the transfer times of its links (a link between a and b
+    takes the geometric mean of a's and b's); per plan kind, a factor on the step time (what the model
+    of that kind's schedule gets wrong, whatever the devices). Absent entries keep the calibration."""
+
+    compute: Mapping[str, float] = field(default_factory=dict)
+    link: Mapping[str, float] = field(default_factory=dict)
+    kind: Mapping[str, float] = field(default_factory=dict)
+
+    def link_factor(self, src: str, dst: str) -> float:
+        return math.sqrt(self.link.get(src, 1.0) * self.link.get(dst, 1.0))
+
+    def to_dict(self) -> dict:
+        return {"compute": dict(self.compute), "link": dict(self.link), "kind": dict(self.kind)}
 
 
 @dataclass
@@ -106,6 +130,14 @@ class DeviceModel:
         w = (rows - xs[i - 1]) / (xs[i] - xs[i - 1])
         return fs[i - 1] + w * (fs[i] - fs[i - 1]), bs[i - 1] + w * (bs[i] - bs[i - 1])
 
+    def scaled(self, factor: float) -> "DeviceModel":
+        """The same device with every compute time (model parts and optimizer) times `factor`."""
+        parts = {part: {seq: (xs, [f * factor for f in fs], [b * factor for b in bs])
+                        for seq, (xs, fs, bs) in by_seq.items()} for part, by_seq in self.parts.items()}
+        return DeviceModel(self.name, self.cores, self.sustained_cpu_rate, self.cpu_per_compute_s,
+                           self.idle_cpu_per_s, self.optimizer_s_per_param * factor, parts,
+                           dict(self.activation_bytes_per_row))
+
 
 class CostModel:
     def __init__(self, calibration: dict, scenario: Scenario):
@@ -116,7 +148,24 @@ class CostModel:
         self.devices = {name: self._device(name, data) for name, data in calibration["devices"].items()}
         self.links = {tuple(pair.split("->")): _transfer_table(m) for pair, m in calibration["links"].items()}
         self.params = count_parameters(self.cfg)
+        self.corrections = Corrections()
+        self.calibrated: CostModel = self
+        """The model as calibrated, before any corrections."""
         self._cache: dict[Plan, Prediction] = {}
+
+    def corrected(self, corrections: Optional[Corrections]) -> "CostModel":
+        """This calibration with `corrections` applied (to the calibration, not on top of this model's
+        own corrections); predictions are cached per model, so a corrected model starts a fresh cache."""
+        base = self.calibrated
+        model = copy.copy(base)
+        model.calibrated, model._cache = base, {}
+        model.corrections = corrections or Corrections()
+        model.devices = {name: device.scaled(model.corrections.compute[name]) if name in model.corrections.compute
+                         else device for name, device in base.devices.items()}
+        model.links = {pair: (sizes, [s * model.corrections.link_factor(*pair) for s in seconds])
+                       if pair[0] in model.corrections.link or pair[1] in model.corrections.link else (sizes, seconds)
+                       for pair, (sizes, seconds) in base.links.items()}
+        return model
 
     @staticmethod
     def _device(name: str, data: dict) -> DeviceModel:
@@ -240,19 +289,21 @@ class CostModel:
                     + self.allreduce_s(devices, grad_bytes))
             step = max(compute.values()) + comm + max(optimizer.values())
         step = self._throttled_step(plan, step, {dev: compute[dev] + optimizer[dev] for dev in devices})
-        energy = {}
+        step *= self.corrections.kind.get(plan.kind, 1.0)
+        energy, cpu = {}, {}
         for dev in devices:
             model, power = self.devices[dev], get_profile(self.scenario.device(dev).profile)
             busy_cpu = (compute[dev] + optimizer[dev]) * model.cpu_per_compute_s
             idle_cpu = max(step - compute[dev] - optimizer[dev], 0.0) * model.idle_cpu_per_s
+            cpu[dev] = busy_cpu + idle_cpu
             energy[dev] = profile_energy_j(
                 idle_w=power.idle_power_w.value, active_w=power.active_power_w.value,
                 tx_j_per_byte=power.radio_tx_j_per_byte.value, rx_j_per_byte=power.radio_rx_j_per_byte.value,
-                cores=model.cores, wall_s=step, cpu_s=busy_cpu + idle_cpu, bytes_sent=sent[dev], bytes_recv=recv[dev])
+                cores=model.cores, wall_s=step, cpu_s=cpu[dev], bytes_sent=sent[dev], bytes_recv=recv[dev])
         memory = self._memory(plan)
         fits = not problems
         return Prediction(str(plan), step, energy, {k: int(v) for k, v in sent.items()},
-                          {k: int(v) for k, v in recv.items()}, memory, fits, problems)
+                          {k: int(v) for k, v in recv.items()}, memory, fits, problems, cpu)
 
     def _hybrid_step(self, plan: Plan, compute, optimizer, sent, recv) -> float:
         """Fills each member's compute, optimizer and bytes; returns the step's critical path."""

@@ -18,6 +18,7 @@ from edgetrain.envs.actions import MAX_DEVICES
 from edgetrain.envs.candidates import CANDIDATE_FEATURES, JOB_FEATURES, MAX_CANDIDATES, CandidateOffer, job_features
 from edgetrain.envs.costmodel import CostModel
 from edgetrain.envs.dynamics import Dynamics, JobRules, SimDynamics
+from edgetrain.envs.recalibration import Recalibrator, observe_run, prediction_error
 from edgetrain.envs.slots import SlotFleet
 from edgetrain.envs.state import EpisodeState, IntervalOutcome, ResolvedPlan
 
@@ -97,6 +98,9 @@ class EdgeTrainEnv(gym.Env):
     - `decision_steps`: training steps per decision (default 10).
     - `noise`: relative standard deviation of the simulated time and energy (default 0.05).
     - `switch_s`: seconds to restart shards on a new plan (default 2.0).
+    - `recalibrate`: live backends: every interval's measured steps correct the cost model that prices
+      later decisions (`edgetrain.envs.recalibration`; default on); `info["prediction"]` then holds the
+      interval's measured step against the shipped calibration's and the corrected model's prediction.
     - `checkpoint_every`: steps between checkpoints (default 5, as `edgetrain run`).
     - `vary_fleet`: sim: half the episodes on a random subset of the devices in random slots, with
       varied availability (domain randomisation, so that one policy serves fleets it was not trained on).
@@ -114,7 +118,7 @@ class EdgeTrainEnv(gym.Env):
     def __init__(self, scenario=None, calibration=None, backend: str = "sim", decision_steps: int = 10,
                  noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5, time_scale: float = 1.0,
                  cluster=None, live_dir: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
-                 vary_fleet: bool = False):
+                 vary_fleet: bool = False, recalibrate: bool = True):
         if backend not in ("sim", "mininet", "cluster"):
             raise ValueError(f"unknown backend {backend!r} (sim, mininet or cluster)")
         if vary_fleet and backend != "sim":
@@ -125,6 +129,7 @@ class EdgeTrainEnv(gym.Env):
         self.calibration = (calibration if isinstance(calibration, dict)
                             else load_calibration(calibration or default_calibration_path(self.scenario)))
         self.cost = CostModel(self.calibration, self.scenario)
+        self.recalibrator = Recalibrator(self.cost) if recalibrate and backend != "sim" else None
         self.objective = EnergyTimeCost.of(self.scenario)
         self.vary_fleet = vary_fleet
         self.decision_steps = decision_steps
@@ -212,13 +217,38 @@ class EdgeTrainEnv(gym.Env):
         if waited_s:
             outcome = dataclasses.replace(outcome, time_s=outcome.time_s + waited_s)
         zeus_cost = self.objective.zeus_cost(outcome.energy_j, outcome.time_s)
+        learned = None
+        if outcome.measured is not None and self.recalibrator is not None:
+            learned = self._learn_from(resolved.plan, outcome.measured)
+            if learned is not None:
+                resolved = self.fleet.priced(resolved.plan)  # the plan running on, priced by the corrected model
         self.state = EpisodeState(outcome.world, state.samples + outcome.samples,
                                   None if outcome.failed else resolved, outcome.failed,
                                   state.totals.add(outcome, zeus_cost))
         terminated = self.state.samples >= self.target
         truncated = not terminated and self.dynamics.stalled(self.state.world)
-        return (self._get_obs(), -zeus_cost / self.interval_samples, terminated, truncated,
-                self._get_info(outcome, zeus_cost))
+        info = self._get_info(outcome, zeus_cost)
+        if learned is not None:
+            info["prediction"] = learned
+        return self._get_obs(), -zeus_cost / self.interval_samples, terminated, truncated, info
+
+    def _learn_from(self, plan, run: dict) -> Optional[dict]:
+        """Correct the cost model with an interval's measured steps (`Recalibrator`) and rebuild what it
+        priced (the fleet's plans and the offer). Returns the interval's prediction errors, of the
+        shipped calibration and of the model this decision was priced with, before it learned from it."""
+        observed = observe_run(plan, run)
+        if observed is None:
+            return None
+        report = {"plan": str(plan), "steps": observed.steps,
+                  "measured": {"step_s": observed.step_s, "energy_j": observed.energy_j, "cpu_s": observed.cpu_s},
+                  "calibrated": prediction_error(self.cost.calibrated, observed),
+                  "recalibrated": prediction_error(self.cost, observed)}
+        self.cost = self.recalibrator.observe(observed)
+        self._fleets.clear()
+        self._offers.clear()
+        self.fleet = self._fleet_for(self.fleet.scenario)
+        report["corrections"] = self.cost.corrections.to_dict()
+        return report
 
     def action_masks(self) -> np.ndarray:
         """The indices that hold an offered plan."""

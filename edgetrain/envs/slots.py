@@ -95,6 +95,10 @@ class SlotFleet:
             self._hybrids[group] = None if found is None else self._resolved_plan(found.plan, found.prediction)
         return self._hybrids[group]
 
+    def priced(self, plan: Plan) -> ResolvedPlan:
+        """`plan` (on devices of this fleet) with this fleet's cost model's prediction."""
+        return self._resolved_plan(plan, self.cost.predict(plan))
+
     def _with_prediction(self, kind_and_slots: tuple[str, tuple[int, ...]]) -> ResolvedPlan:
         kind, slots = kind_and_slots
         plan = Plan(kind, tuple(self.names[i] for i in slots))
