@@ -103,3 +103,24 @@ def test_an_interval_is_observed_from_its_steady_steps_of_one_plan_only():
     assert observe_run(plan, {**run, "recoveries": [{"lost": ["b"]}]}) is None
     assert observe_run(plan, {**run, "plans": run["plans"] + [{"plan": "local:a", "from_step": 2}]}) is None
     assert observe_run(plan, {**run, "steps": run["steps"][:1]}) is None
+
+
+def test_a_live_env_reprices_its_offer_with_what_an_interval_measured(model):
+    """The env's side (what deploy and online training run): an interval of dp:laptop,orin-nano measured
+    30% slower than predicted corrects the model the next decision's offer is priced with, and the
+    interval's report holds the shipped calibration's error and the model's."""
+    from edgetrain.envs.edgetrain_env import EdgeTrainEnv
+    env = EdgeTrainEnv(model.scenario, calibration=model.calibration)
+    env.recalibrator = Recalibrator(env.cost)  # as a live backend makes it (this env simulates)
+    env.reset(seed=0)
+    plan = Plan("dp", ("laptop", "orin-nano"))
+    predicted = env.cost.predict(plan)
+    slow = {"step": 0, "time_s": 1.3 * predicted.step_time_s, "energy_j": 1.3 * predicted.total_energy_j,
+            "devices": {d: {"cpu_s": 0.1} for d in plan.devices}}
+    run = {"plans": [{"plan": str(plan), "from_step": 0}], "recoveries": [], "steps": [slow] * 4}
+    report = env._learn_from(plan, run)
+    assert report["calibrated"]["time_error"] == pytest.approx(1 / 1.3 - 1)
+    assert report["recalibrated"]["time_error"] == pytest.approx(1 / 1.3 - 1)  # nothing learned before it
+    assert env.cost.predict(plan).step_time_s == pytest.approx(1.3 * predicted.step_time_s, rel=0.05)
+    assert env.fleet.cost is env.cost and env.fleet.priced(plan).prediction == env.cost.predict(plan)
+    env.step(env.index_of(env.fleet.priced(plan)) or 0)  # the rebuilt offer serves the next decision
