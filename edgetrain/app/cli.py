@@ -332,10 +332,12 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     if args.action == "check":
         from edgetrain.emulation.check import check_scenario
-        if not 1 <= args.cfs_period_ms <= 1000:
-            raise UserError(f"--cfs-period-ms {args.cfs_period_ms:g}: the kernel takes 1 to 1000 ms")
+        from edgetrain.emulation.network import DEFAULT_CFS_PERIOD_US
+        period_ms = DEFAULT_CFS_PERIOD_US / 1000 if args.cfs_period_ms is None else args.cfs_period_ms
+        if not 1 <= period_ms <= 1000:
+            raise UserError(f"--cfs-period-ms {period_ms:g}: the kernel takes 1 to 1000 ms")
         report = check_scenario(scenario, seconds=args.seconds, progress=_progress,
-                                cfs_period_us=round(args.cfs_period_ms * 1000))
+                                cfs_period_us=round(period_ms * 1000))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(report, indent=2))
@@ -515,9 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
     emulate.add_argument("--json", default=None, help="check: write the report here")
     emulate.add_argument("--seconds", type=float, default=3.0, help="check: seconds per measurement")
-    emulate.add_argument("--cfs-period-ms", type=float, default=100.0,
-                         help="check: the hosts' CPU quota period (default: Linux's 100; 2 makes 10 ms steps "
-                              "run at their share)")
+    emulate.add_argument("--cfs-period-ms", type=float, default=None,
+                         help="check: the hosts' CPU quota period (default: the testbed's 2; Linux's own is 100, "
+                              "under which 10 ms steps run at this machine's speed)")
     emulate.add_argument("--time-scale", type=float, default=1.0, help="up: scenario seconds per real second")
     emulate.add_argument("--run-dir", default=None, help="up: folder for the testbed's logs")
     emulate.set_defaults(func=cmd_emulate)

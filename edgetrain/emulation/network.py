@@ -37,13 +37,13 @@ CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 # The CFS bandwidth period of each device's host. A host may use its quota (share x cores x period) at
 # the machine's full speed, then stalls until the period ends: with Linux's default of 100 ms a 10 ms
 # training step runs at this machine's speed whatever the share (`edgetrain emulate check`, smart-home
-# on this 2-core machine: 10 ms steps back to back at 2-3.3x their share). A short period fixes that
-# (2 ms: within 1%; Mininet lengthens the period of small shares to keep CFS's minimum quota of 1 ms)
-# but the shipped calibration and the cost model were measured under the default, and multi-threaded
-# hosts lose up to 6% of their share to throttling at 2 ms: the default stays until the cost model is
-# recalibrated under a short period (issue #12, item 5). `edgetrain emulate check --cfs-period-ms`.
-DEFAULT_CFS_PERIOD_US = 100_000
-SHORT_CFS_PERIOD_US = 2_000
+# on this 2-core machine: 10 ms steps back to back at 2-3.3x their share), a device waiting for the
+# network saves up quota and then computes in a burst, and a collective stalls on a device whose quota
+# ran out. A 2 ms period holds each device to its share at every time scale (10 ms steps within 1%;
+# Mininet lengthens the period of small shares to keep CFS's minimum quota of 1 ms; multi-threaded hosts
+# lose up to 6% of their share to throttling). The shipped calibrations are measured under it.
+# `edgetrain emulate check --cfs-period-ms` measures any other.
+DEFAULT_CFS_PERIOD_US = 2_000
 
 
 def netem_available(prefix: str) -> bool:

@@ -256,6 +256,7 @@ class Testbed:
             "emulation": {
                 "backend": "mininet",
                 "delay_requested": self.network.wants_delay,
+                "cfs_period_us": self.network.cfs_period_us,
                 "devices": {d.name: {"cpu_share": d.cpu_share, "cores": self.cores(d.name),
                                      "bandwidth_mbps": d.bandwidth_mbps, "delay_ms": d.delay_ms,
                                      "memory_mb": d.memory_mb} for d in self.scenario.devices},

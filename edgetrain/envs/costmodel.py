@@ -16,12 +16,13 @@ point-to-point sends each parallelism really performs:
   its slowest member on its rows; each member sends the next stage's members the rows they share
   (one after another) and gets their gradients back; GPipe over M micro-batches like pp; then each
   group all-reduces its stage's gradients (the stages at once: the slowest sets the pace).
-- sp: each device computes its share of the sequence; per block an all-gather of keys and values
+- sp: each device computes its share of the sequence, its queries against the whole sequence's keys
+  (the block's time at the shorter sequence, plus the attention scores' part that grows with the
+  square of the sequence, fitted per device from the calibration); per block an all-gather of keys and values
   forward and a reduce-scatter of their gradients backward (an all-reduce of the whole gathered tensor
   on gloo); then one all-reduce of all gradients.
-On devices under a CPU quota (the emulated ones), the step is at least each device's busy time at its
-sustained rate, and the critical path is shorter by what a device computes at full core speed while its
-quota is unused (`_throttled_step`).
+On devices under a CPU quota (the emulated ones) every compute time is the measured CPU time at the
+device's sustained rate; the step is the critical path, and at least each device's busy time.
 Energy is the device power profile applied to the predicted busy time and bytes, as the profile meter
 measures it.
 """
@@ -129,6 +130,18 @@ class DeviceModel:
         i = min(max(bisect.bisect_left(xs, rows), 1), len(xs) - 1)
         w = (rows - xs[i - 1]) / (xs[i] - xs[i - 1])
         return fs[i - 1] + w * (fs[i] - fs[i - 1]), bs[i - 1] + w * (bs[i] - bs[i - 1])
+
+    def quadratic_s(self, part: str, rows: float, seq: int) -> float:
+        """Forward + backward seconds per token pair of `part` at `rows`: the s^2 coefficient of a
+        least-squares fit a + b*s + c*s^2 of its measured times over sequence lengths (attention's scores
+        grow with the square of the sequence, everything else with it); 0 when it cannot be fitted."""
+        seqs = sorted(self.parts[part])
+        if len(seqs) < 3:
+            return 0.0
+        times = [sum(self.time(part, rows, s)) for s in seqs]
+        design = [[1.0, float(s), float(s) ** 2] for s in seqs]
+        coefficients = _least_squares(design, times)
+        return max(coefficients[2], 0.0)
 
     def scaled(self, factor: float) -> "DeviceModel":
         """The same device with every compute time (model parts and optimizer) times `factor`."""
@@ -278,7 +291,9 @@ class CostModel:
             chunk = t // n
             kv_chunk_bytes = b * chunk * d * FLOAT_BYTES
             for dev in devices:
-                compute[dev] = self._fwd_bwd(dev, b, chunk, layers, True, True)
+                # Its chunk's queries attend to all t keys: the scores cost chunk*t, not chunk*chunk, pairs.
+                wider = layers * self.devices[dev].quadratic_s("block", b, t) * chunk * (t - chunk)
+                compute[dev] = self._fwd_bwd(dev, b, chunk, layers, True, True) + wider
                 # k and v: gathered forward; their gradients reduce-scattered backward, which gloo does
                 # as an all-reduce of the whole gathered tensor.
                 forward = 2 * layers * (n - 1) * kv_chunk_bytes
@@ -288,7 +303,7 @@ class CostModel:
                     + 2 * layers * self.allreduce_s(devices, n * kv_chunk_bytes)
                     + self.allreduce_s(devices, grad_bytes))
             step = max(compute.values()) + comm + max(optimizer.values())
-        step = self._throttled_step(plan, step, {dev: compute[dev] + optimizer[dev] for dev in devices})
+        step = self._at_least_busy(step, {dev: compute[dev] + optimizer[dev] for dev in devices})
         step *= self.corrections.kind.get(plan.kind, 1.0)
         energy, cpu = {}, {}
         for dev in devices:
@@ -350,26 +365,24 @@ class CostModel:
         steady = max(max(p, c) for p, c in stage_time)
         return fill + (micro - 1) * steady + reduce_s + max(optimizer.values())
 
-    def _throttled_step(self, plan: Plan, path_s: float, busy_s: dict[str, float]) -> float:
-        """The step under CPU quotas. `path_s` is the schedule's critical path with every device computing
-        at its sustained (throttled) rate, `busy_s` each device's compute + optimizer time at that rate.
-        A device under a quota (CFS: `rate` of a core per period) needs at least its busy time; but while
-        it waits (for the network, for slower devices) its quota goes unused, so its compute bursts run
-        at full core speed, and the path it is on is shorter by (1 - rate) of its busy time. Measured on
-        the smart-home testbed this halves the error of dp and pp (whose waits are short and fall into
-        time a device is throttled anyway) and keeps tp and sp within target. Without a quota (rate 1) it
-        is the critical path."""
-        if plan.kind == "local":
-            return path_s
-        step = 0.0
-        for dev, busy in busy_s.items():
-            rate = min(self.devices[dev].sustained_cpu_rate, 1.0)
-            step = max(step, busy, path_s - (1.0 - rate) * busy)
-        return step
+    @staticmethod
+    def _at_least_busy(path_s: float, busy_s: dict[str, float]) -> float:
+        """The step: the schedule's critical path, and at least each device's own compute + optimizer
+        time. (Under the testbed's former 100 ms CPU quota period a device that waited for the network
+        saved up quota and computed the next burst at full core speed, which this model had to credit;
+        under the 2 ms period each device holds its rate at every time scale, and the path is the step.)"""
+        return max([path_s, *busy_s.values()])
 
     def _memory(self, plan: Plan) -> dict[str, float]:
         """MiB per device, from the one memory model that also decides feasibility."""
         return {estimate.device: estimate.need_mb for estimate in estimate_memory(plan, self.scenario)}
+
+
+def _least_squares(design: list[list[float]], values: list[float]) -> list[float]:
+    """The coefficients x minimising |design x - values|^2 (normal equations; a handful of points)."""
+    import numpy as np
+    solution, *_ = np.linalg.lstsq(np.asarray(design), np.asarray(values), rcond=None)
+    return [float(x) for x in solution]
 
 
 def _transfer_table(measured: dict) -> tuple[list[float], list[float]]:

@@ -47,7 +47,7 @@ def test_corrections_scale_a_devices_compute_and_its_links_and_leave_the_calibra
 
 def test_what_some_plans_teach_predicts_plans_never_measured_within_5_percent(model):
     """Devices 30% slower, 20% faster and 20% slower than calibrated, links 25% slower: the calibration
-    errs by 15-30% on most plans. After eight of the 19 plans (in a shuffled order), each next one, never
+    errs by 10-25% on most plans. After eight of the 19 plans (in a shuffled order), each next one, never
     measured, is predicted within 5%. (Before that, one plan's step time cannot say which of its devices
     is slow: local:laptop, the sixth plan, was still 24% off after five plans over several devices.)"""
     truth = model.corrected(Corrections(compute={"laptop": 1.3, "orin-nano": 0.8, "xavier-nx": 1.2},
@@ -62,7 +62,7 @@ def test_what_some_plans_teach_predicts_plans_never_measured_within_5_percent(mo
             errors_before.append(abs(prediction_error(model, observed)["time_error"]))
             errors_after.append(abs(prediction_error(recalibrator.model, observed)["time_error"]))
         recalibrator.observe(observed)
-    assert sum(errors_before) / len(errors_before) > 0.15
+    assert sum(errors_before) / len(errors_before) > 0.10
     assert max(errors_after) < 0.05, errors_after
     corrections = recalibrator.model.corrections
     assert corrections.compute["laptop"] == pytest.approx(1.3, rel=0.03)
