@@ -8,10 +8,12 @@ transfer times, and one per plan kind other than local on the step time (what th
 schedule gets wrong on any devices: a device's own speed is what its local plan measures), by
 regularised least squares in log space over the recent observations:
 
-    minimise  sum_obs [(log t_pred - log t_meas)^2 + ENERGY_WEIGHT (log e_pred - log e_meas)^2]
+    minimise  sum_obs w_obs [(log t_pred - log t_meas)^2 + ENERGY_WEIGHT (log e_pred - log e_meas)^2]
               + sum_i PRIOR_i theta_i^2,    theta = log factors
 
-(Gauss-Newton with finite-difference Jacobians of the cost model itself, so every plan kind's structure,
+w_obs weighing each residual by its observation's age (HALF_LIFE) and robustly (pseudo-Huber,
+ROBUST_SCALE): iteratively reweighted Gauss-Newton with finite-difference Jacobians of the cost model
+itself, so every plan kind's structure,
 hybrid included, decides how a factor shows in a plan). One plan's step cannot tell which of its devices
 is slow; plans over other device sets (and each device's local plan) can. The prior keeps factors that
 no observation informs at 1 and damps the rest; factors are bounded to [1/4, 4]. Later decisions are
@@ -44,6 +46,11 @@ MAX_LOG_FACTOR = math.log(4.0)
 WINDOW = 24
 """Observations kept: recent ones, so that a drifting device is followed."""
 ITERATIONS = 6
+ROBUST_SCALE = 0.05
+"""Residuals (in log) well beyond this count less (pseudo-Huber weights): an interval that ran slow for
+a passing reason (a device that just returned still importing, a recovery) does not drag the model."""
+HALF_LIFE = 8
+"""Observations this many intervals old count half: the model follows a device that drifts."""
 STEP = 1e-3  # finite-difference step in log factor
 
 
@@ -103,6 +110,8 @@ class Recalibrator:
         names = [("compute", d) for d in devices] + [("link", d) for d in linked] + [("kind", k) for k in kinds]
         theta = np.zeros(len(names))
         prior = np.array([PRIOR[what] for what, _ in names])
+        age = np.repeat(np.arange(len(self.observations))[::-1], 2)  # two residuals per observation
+        recency = 0.5 ** (age / HALF_LIFE)
         for _ in range(ITERATIONS):
             residual = self._residuals(names, theta)
             jacobian = np.empty((len(residual), len(names)))
@@ -110,9 +119,11 @@ class Recalibrator:
                 nudged = theta.copy()
                 nudged[j] += STEP
                 jacobian[:, j] = (self._residuals(names, nudged) - residual) / STEP
-            # Gauss-Newton with the ridge prior: (J'J + diag(prior)) delta = -(J'r + prior theta)
-            lhs = jacobian.T @ jacobian + np.diag(prior)
-            delta = np.linalg.solve(lhs, -(jacobian.T @ residual + prior * theta))
+            # Iteratively reweighted Gauss-Newton with the ridge prior:
+            # (J'WJ + diag(prior)) delta = -(J'W r + prior theta), W = recency x pseudo-Huber weight
+            weight = recency / np.sqrt(1.0 + (residual / ROBUST_SCALE) ** 2)
+            lhs = jacobian.T @ (weight[:, None] * jacobian) + np.diag(prior)
+            delta = np.linalg.solve(lhs, -(jacobian.T @ (weight * residual) + prior * theta))
             theta = np.clip(theta + delta, -MAX_LOG_FACTOR, MAX_LOG_FACTOR)
             if np.max(np.abs(delta)) < 1e-4:
                 break

@@ -124,3 +124,17 @@ def test_a_live_env_reprices_its_offer_with_what_an_interval_measured(model):
     assert env.cost.predict(plan).step_time_s == pytest.approx(1.3 * predicted.step_time_s, rel=0.05)
     assert env.fleet.cost is env.cost and env.fleet.priced(plan).prediction == env.cost.predict(plan)
     env.step(env.index_of(env.fleet.priced(plan)) or 0)  # the rebuilt offer serves the next decision
+
+
+def test_one_interval_far_off_the_rest_hardly_moves_the_model(model):
+    """An interval three times slower than the five before it (a device just back, still importing; a
+    recovery) moves the plan's prediction by under 5%, where the same fit without robust weights moves it 26%."""
+    plan = Plan("pp", ("laptop", "orin-nano"))
+    truth = model.corrected(Corrections(compute={"laptop": 1.1, "orin-nano": 1.1}))
+    recalibrator = Recalibrator(model)
+    for _ in range(5):
+        recalibrator.observe(measured(truth, plan))
+    steady = recalibrator.model.predict(plan).step_time_s
+    slow = measured(truth, plan)
+    recalibrator.observe(Observation(plan, 3 * slow.step_s, 3 * slow.energy_j, slow.cpu_s, slow.steps))
+    assert abs(recalibrator.model.predict(plan).step_time_s / steady - 1) < 0.05
