@@ -116,6 +116,8 @@ class DeviceModel:
     parts: dict[str, dict[int, tuple[list[int], list[float], list[float]]]] = field(default_factory=dict)
     """part -> seq -> (rows, forward_s, backward_s), rows ascending."""
     activation_bytes_per_row: dict[str, float] = field(default_factory=dict)
+    _quadratic: dict[tuple[str, float], float] = field(default_factory=dict, repr=False, compare=False)
+    """quadratic_s, fitted once per (part, rows)."""
 
     def time(self, part: str, rows: float, seq: int) -> tuple[float, float]:
         """Forward and backward seconds, linear in rows between measured points (and beyond them)."""
@@ -131,17 +133,21 @@ class DeviceModel:
         w = (rows - xs[i - 1]) / (xs[i] - xs[i - 1])
         return fs[i - 1] + w * (fs[i] - fs[i - 1]), bs[i - 1] + w * (bs[i] - bs[i - 1])
 
-    def quadratic_s(self, part: str, rows: float, seq: int) -> float:
+    def quadratic_s(self, part: str, rows: float) -> float:
         """Forward + backward seconds per token pair of `part` at `rows`: the s^2 coefficient of a
         least-squares fit a + b*s + c*s^2 of its measured times over sequence lengths (attention's scores
-        grow with the square of the sequence, everything else with it); 0 when it cannot be fitted."""
-        seqs = sorted(self.parts[part])
-        if len(seqs) < 3:
-            return 0.0
-        times = [sum(self.time(part, rows, s)) for s in seqs]
-        design = [[1.0, float(s), float(s) ** 2] for s in seqs]
-        coefficients = _least_squares(design, times)
-        return max(coefficients[2], 0.0)
+        grow with the square of the sequence, everything else with it); 0 when it cannot be fitted.
+        Fitted once per (part, rows): every sp prediction on this device asks for it."""
+        key = (part, rows)
+        if key not in self._quadratic:
+            seqs = sorted(self.parts[part])
+            if len(seqs) < 3:
+                self._quadratic[key] = 0.0
+            else:
+                times = [sum(self.time(part, rows, s)) for s in seqs]
+                design = [[1.0, float(s), float(s) ** 2] for s in seqs]
+                self._quadratic[key] = max(_least_squares(design, times)[2], 0.0)
+        return self._quadratic[key]
 
     def scaled(self, factor: float) -> "DeviceModel":
         """The same device with every compute time (model parts and optimizer) times `factor`."""
@@ -292,7 +298,7 @@ class CostModel:
             kv_chunk_bytes = b * chunk * d * FLOAT_BYTES
             for dev in devices:
                 # Its chunk's queries attend to all t keys: the scores cost chunk*t, not chunk*chunk, pairs.
-                wider = layers * self.devices[dev].quadratic_s("block", b, t) * chunk * (t - chunk)
+                wider = layers * self.devices[dev].quadratic_s("block", b) * chunk * (t - chunk)
                 compute[dev] = self._fwd_bwd(dev, b, chunk, layers, True, True) + wider
                 # k and v: gathered forward; their gradients reduce-scattered backward, which gloo does
                 # as an all-reduce of the whole gathered tensor.
