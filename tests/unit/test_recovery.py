@@ -138,6 +138,35 @@ def test_a_lost_device_is_recovered_from_the_last_checkpoint_and_lost_work_is_pa
     assert total["samples"] == 12 * 10
 
 
+class SlowProbeLauncher(StandInLauncher):
+    """Asking about a device that is gone costs a connection timeout, as on a network: records whom
+    every availability probe asked about."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.asked: list[list[str]] = []
+
+    def available_devices(self, devices):
+        self.asked.append(list(devices))
+        return super().available_devices(devices)
+
+
+def test_a_recovery_onto_the_survivors_asks_only_them_whether_they_are_there(tmp_path):
+    """Before, a recovery probed every device of the scenario, the lost one included: on the testbed a
+    device whose link was cut cost a 2 s connection timeout before the survivors could resume."""
+    launcher = SlowProbeLauncher({"c": [8]})
+    metrics = run_with_recovery(job(tmp_path, "dp:a,b,c"), launcher, wait_for_devices_s=1.0)
+    assert metrics.recoveries[0]["new_plan"] == "dp:a,b"
+    assert launcher.asked == [["a", "b"]]
+
+
+def test_a_recovery_with_no_survivor_looks_for_other_devices_then_for_the_lost_ones(tmp_path):
+    launcher = SlowProbeLauncher({"a": [3]}, returns_after_s=0.0)
+    metrics = run_with_recovery(job(tmp_path, "local:a"), launcher, wait_for_devices_s=1.0)
+    assert metrics.recoveries[0]["new_plan"] == "local:b"  # the first other device there
+    assert launcher.asked == [["b", "c"]]  # nobody left of the plan to ask first
+
+
 def test_it_gives_up_after_the_maximum_number_of_recoveries(tmp_path):
     # Every device blinks off at step 2 of every attempt and is back at once: no attempt gets further.
     launcher = StandInLauncher({d: [2] * 5 for d in "abc"}, returns_after_s=0.0)

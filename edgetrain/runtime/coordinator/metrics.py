@@ -42,6 +42,11 @@ class RunMetrics:
         self.cpu_sources[device] = event["cpu_source"]
         self.corpora[device] = event["corpus"]
         self.startup_s[device] = event["startup_s"]
+        if self.plans:  # where each device's start of this plan went (a shard's own account; extra field)
+            parts = event.get("startup_parts")
+            self.plans[-1].setdefault("startup_s", {})[device] = {
+                "total": event["startup_s"],
+                **({k: v for k, v in parts.items() if isinstance(v, (int, float))} if isinstance(parts, dict) else {})}
 
     def add_step(self, device: str, event: dict, world: int) -> Optional[dict]:
         """Collect one device's report; returns the step's record once every device has reported."""

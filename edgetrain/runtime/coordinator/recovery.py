@@ -91,11 +91,20 @@ def _wait_for_plan(plan: Plan, lost: list[str], launcher: Launcher, scenario: Sc
                    timeout_s: float) -> Optional[Plan]:
     """A plan on the devices still there, without the lost ones; when none can run without them, one
     that takes back lost devices which answer again (a device that blinked off the network), within
-    `timeout_s`."""
+    `timeout_s`. The plan's other members are asked first: they are connected and answer at once, while
+    probing a device that is gone (the lost one, or one offline for its availability) costs a connection
+    timeout, which a recovery onto the survivors need not wait for."""
     deadline = time.monotonic() + timeout_s
+    survivors = [d for d in plan.devices if d not in lost]
+    others = [d for d in scenario.device_names if d not in lost and d not in survivors]
     while True:
-        there = launcher.available_devices(scenario.device_names)
-        new_plan = replan(plan, [d for d in there if d not in lost], scenario) or replan(plan, there, scenario)
+        there = launcher.available_devices(survivors) if survivors else []
+        new_plan = replan(plan, there, scenario) if there else None
+        if new_plan is None:
+            there += launcher.available_devices(others)
+            new_plan = replan(plan, there, scenario) if there else None
+        if new_plan is None:
+            new_plan = replan(plan, there + launcher.available_devices(lost), scenario)
         if new_plan is not None or time.monotonic() > deadline:
             return new_plan
         time.sleep(0.5)

@@ -32,6 +32,9 @@ class WorkerClient:
             self.channel.close()
             raise ProtocolError(f"the worker at {address[0]}:{address[1]} is {remote_device!r}, not {device!r}")
         self.last_seen = time.monotonic()
+        self.longest_silence_s = 0.0
+        """The longest gap between two messages from this worker so far (what a heartbeat timeout must
+        tolerate on a loaded device; the recovery benchmark reports it)."""
         self.state: dict = {}
         self.connected = True
         self._messages: Optional["queue.Queue[ShardMessage]"] = None
@@ -52,7 +55,9 @@ class WorkerClient:
         try:
             while True:
                 message = self.channel.receive()
-                self.last_seen = time.monotonic()
+                now = time.monotonic()
+                self.longest_silence_s = max(self.longest_silence_s, now - self.last_seen)
+                self.last_seen = now
                 kind = message["type"]
                 if kind in ("heartbeat", "state"):
                     self.state = message["state"]

@@ -3,7 +3,9 @@
 Started by a launcher (a subprocess on this machine, or the worker daemon on a device) with a JSON
 ShardSpec per line on stdin; reports JSON events on stdout (runtime/spec.py); logs on stderr. Heavy
 imports happen before the spec is read, so a launcher can start a shard ahead of time and have it warm
-(torch imported) when a plan arrives: importing torch takes seconds on a small device. After a plan,
+(torch imported) when a plan arrives: importing torch takes seconds on a small device. That includes
+`torch._dynamo`, which DistributedDataParallel and DTensor import on first use: left to the first plan,
+it was 2.7 s of a recovery's 3.6 s on an emulated device (measured on the testbed). After a plan,
 the process waits for the next spec (a worker reuses it) until stdin closes.
 
     python -m edgetrain.runtime.device.shard < spec.json
@@ -20,6 +22,7 @@ from datetime import timedelta
 from typing import Optional
 
 import torch
+import torch._dynamo  # noqa: F401  (see below)
 import torch.distributed as dist
 
 from edgetrain.core.config import ModelConfig
@@ -54,11 +57,24 @@ def run_shard(spec: ShardSpec) -> None:
         os.environ["GLOO_SOCKET_IFNAME"] = spec.socket_ifname
     torch.set_num_threads(1)  # one thread per device process: the emulated device's own CPU
     cfg = ModelConfig(**spec.model)
+    # Where a plan's start goes (the ready event carries it): a recovery or a switch waits for all of it.
+    parts: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        parts[name] = now - mark
+        mark = now
+
     corpus = corpus_for(spec.data)
+    lap("corpus_s")
     checkpoint = load_checkpoint(spec.resume) if spec.resume else None
     start_step = checkpoint["step"] if checkpoint else 0
+    lap("checkpoint_load_s")
     dist.init_process_group("gloo", init_method=f"tcp://{spec.master_addr}:{spec.master_port}",
                             rank=spec.rank, world_size=spec.world_size, timeout=timedelta(seconds=spec.timeout_s))
+    lap("rendezvous_s")
     meter = None
     try:
         if spec.mode == "calibrate":
@@ -68,11 +84,13 @@ def run_shard(spec: ShardSpec) -> None:
         trainer = build_trainer(spec.kind, cfg, spec.seed, spec.rank, spec.world_size, checkpoint,
                                 plan=Plan.parse(spec.layout) if spec.layout else None)
         del checkpoint
+        lap("build_s")
         meter = select_meter(PowerProfile.from_catalog(spec.profile, spec.cores), spec.hardware_meter)
         traffic = TrafficCounter()
         cpu_clock = CpuClock()
+        lap("meter_s")
         emit("ready", rank=spec.rank, start_step=start_step, corpus=corpus.fingerprint, meter=meter.name,
-             cpu_source=cpu_clock.source, startup_s=time.perf_counter() - started)
+             cpu_source=cpu_clock.source, startup_s=time.perf_counter() - started, startup_parts=parts)
         last_step = start_step + spec.steps
         mark = time.perf_counter()
         step = start_step
