@@ -67,7 +67,12 @@ def measure(scenario, calibration, decisions: int, decision_steps: int, keep_pla
             row = {"plan": info["plan"], "switched": bool(info["switched"]), "wall_s": info["time_s"],
                    "training_s": training_s, "overhead": info["time_s"] / training_s - 1.0,
                    "overhead_s": info["time_s"] - training_s, "failures": info["failures"],
-                   "startup_s": run["plans"][-1].get("startup_s", {})}
+                   "startup_s": run["plans"][-1].get("startup_s", {}),
+                   # Where the overhead goes: each step's own bookkeeping in the shard (batch, meter, event),
+                   # checkpoints written; the rest is the coordinator's (orders, transfers, waiting).
+                   "step_bookkeeping_s": sum(max(d["interval_s"] for d in step["devices"].values()) - step["time_s"]
+                                             for step in run["steps"]),
+                   "checkpoint_write_s": sum(c["time_s"] for c in run["checkpoints"])}
             if row["switched"] and previous is not None and size:
                 # The last plan's first device wrote the checkpoint (rank 0 gathers the state).
                 row["checkpoint_bytes"] = size
