@@ -104,6 +104,14 @@ def test_metrics_measure_time_traffic_and_energy_per_device(tmp_path):
         assert device["bytes_sent"] >= 3 * params * 4 * 2 / 3, name
         assert device["bytes_recv"] >= 3 * params * 4 * 2 / 3, name
         assert device["cpu_s"] > 0 and device["energy_j"] > 0
+    # Each device's start of the plan, in parts that add up to at most the whole (the rest: the meter's
+    # set-up and the event itself); the one-device model's build is one of them.
+    (plan,) = metrics["plans"]
+    assert set(plan["startup_s"]) == {"a", "b", "c"}
+    for name, parts in plan["startup_s"].items():
+        assert {"corpus_s", "checkpoint_load_s", "rendezvous_s", "build_s", "meter_s"} <= set(parts), name
+        assert 0 < sum(v for k, v in parts.items() if k != "total") <= parts["total"] + 1e-6, name
+        assert parts["total"] == pytest.approx(metrics["devices"][name]["startup_s"])
     total = metrics["total"]
     assert total["samples"] == 3 * 10
     assert total["energy_j"] == pytest.approx(sum(s["energy_j"] for s in metrics["steps"]))

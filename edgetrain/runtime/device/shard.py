@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Optional
 
 import torch
-import torch._dynamo  # noqa: F401  (see below)
+import torch._dynamo  # noqa: F401  (imported ahead of any plan: the docstring says why)
 import torch.distributed as dist
 
 from edgetrain.core.config import ModelConfig
@@ -59,13 +59,13 @@ def run_shard(spec: ShardSpec) -> None:
     cfg = ModelConfig(**spec.model)
     # Where a plan's start goes (the ready event carries it): a recovery or a switch waits for all of it.
     parts: dict[str, float] = {}
-    mark = time.perf_counter()
+    lapped = time.perf_counter()
 
     def lap(name: str) -> None:
-        nonlocal mark
+        nonlocal lapped
         now = time.perf_counter()
-        parts[name] = now - mark
-        mark = now
+        parts[name] = now - lapped
+        lapped = now
 
     corpus = corpus_for(spec.data)
     lap("corpus_s")
