@@ -99,10 +99,10 @@ def _wait_for_plan(plan: Plan, lost: list[str], launcher: Launcher, scenario: Sc
     others = [d for d in scenario.device_names if d not in lost and d not in survivors]
     while True:
         there = launcher.available_devices(survivors) if survivors else []
-        new_plan = replan(plan, there, scenario) if there else None
+        new_plan = replan(plan, there, scenario)
         if new_plan is None:
             there += launcher.available_devices(others)
-            new_plan = replan(plan, there, scenario) if there else None
+            new_plan = replan(plan, there, scenario)
         if new_plan is None:
             new_plan = replan(plan, there + launcher.available_devices(lost), scenario)
         if new_plan is not None or time.monotonic() > deadline:
