@@ -36,6 +36,8 @@ HOW = {
              "median / 2), then tensors of 16 KiB, 128 KiB and 1 MiB whose arrival the receiver confirms "
              "(transfer_s: until the receiver has it, one latency for the confirmation taken off; mbps: "
              "of the 1 MiB transfer, latency excluded)",
+    "exchange_s": "per pair, messages of those sizes sent both ways at once (gloo isend + recv on each "
+                  "side), until both have arrived: median of 3",
 }
 
 

@@ -6,9 +6,9 @@ alpha-beta model (measured latency and throughput of each device pair) of the co
 point-to-point sends each parallelism really performs:
 - dp: DDP all-reduces all gradients after the backward pass (one bucket for these model sizes),
   gloo's ring: 2(n-1) rounds of 1/n of the gradients, each as slow as the slowest pair in the ring.
-- pp: 1F1B over M micro-batches: the first micro-batch crosses every stage (and every boundary, both
-  ways), the other M-1 follow at the pace of the slowest stage, whose sends overlap its compute
-  (pipelining sends asynchronously).
+- pp: torch's Schedule1F1B over M micro-batches, replayed event by event (edgetrain.envs.pipeline_schedule):
+  a stage waits for its sends with the receives it needs next, and in the steady phase an activation
+  and a gradient cross each boundary at once (the measured exchange time).
 - tp: sharded attention and MLP compute; per block two all-reduces of the activations forward (after
   the row-wise output projections) and four backward (the gradient of the replicated input of each
   column-wise projection: q, k, v and the MLP's first layer, each its own redistribution).
@@ -51,6 +51,7 @@ from edgetrain.core.sizing import (
     split_evenly,
     stage_layer_ranges,
 )
+from edgetrain.envs.pipeline_schedule import BoundaryCosts, StageCosts, one_f_one_b_s
 
 FLOAT_BYTES = 4
 # Forward: after attention's and the MLP's row-wise projections; backward: the input gradient of each of
@@ -166,6 +167,8 @@ class CostModel:
         self.cfg: ModelConfig = scenario.model
         self.devices = {name: self._device(name, data) for name, data in calibration["devices"].items()}
         self.links = {tuple(pair.split("->")): _transfer_table(m) for pair, m in calibration["links"].items()}
+        self.exchanges = {tuple(pair.split("->")): _exchange_table(m) for pair, m in calibration["links"].items()
+                          if "exchange_s" in m}
         self.params = count_parameters(self.cfg)
         self.corrections = Corrections()
         self.calibrated: CostModel = self
@@ -184,6 +187,8 @@ class CostModel:
         model.links = {pair: (sizes, [s * model.corrections.link_factor(*pair) for s in seconds])
                        if pair[0] in model.corrections.link or pair[1] in model.corrections.link else (sizes, seconds)
                        for pair, (sizes, seconds) in base.links.items()}
+        model.exchanges = {pair: (sizes, [s * model.corrections.link_factor(*pair) for s in seconds])
+                           for pair, (sizes, seconds) in base.exchanges.items()}
         return model
 
     @staticmethod
@@ -209,9 +214,17 @@ class CostModel:
     def transfer_s(self, src: str, dst: str, nbytes: float) -> float:
         """Measured seconds for a message of nbytes, linear between the measured sizes and beyond."""
         sizes, seconds = self.links[(src, dst)]
-        i = min(max(bisect.bisect_left(sizes, nbytes), 1), len(sizes) - 1)
-        slope = (seconds[i] - seconds[i - 1]) / (sizes[i] - sizes[i - 1])
-        return max(seconds[i - 1] + slope * (nbytes - sizes[i - 1]), 0.0)
+        return _interpolate(sizes, seconds, nbytes)
+
+    def exchange_s(self, a: str, b: str, nbytes: float) -> float:
+        """Seconds for a message of nbytes each way between a and b at once: measured (`exchange_s` of
+        the calibration), else (a calibration from before it was measured) the slower one-way transfer,
+        as if the link carried both directions at full speed."""
+        table = self.exchanges.get((a, b)) or self.exchanges.get((b, a))
+        if table is None:
+            return max(self.transfer_s(a, b, nbytes), self.transfer_s(b, a, nbytes))
+        sizes, seconds = table
+        return _interpolate(sizes, seconds, nbytes)
 
     def ring_round_s(self, ring: tuple[str, ...], nbytes: float) -> float:
         """One round of a ring collective: every device sends nbytes to the next, all at once."""
@@ -232,13 +245,16 @@ class CostModel:
         return cached
 
     def _fwd_bwd(self, device: str, rows: float, seq: int, layers: int, embed: bool, head: bool) -> float:
+        return sum(self._forward_backward(device, rows, seq, layers, embed, head))
+
+    def _forward_backward(self, device: str, rows: float, seq: int, layers: int, embed: bool,
+                          head: bool) -> tuple[float, float]:
+        """Seconds of the forward and of the backward pass of `layers` blocks (and the embeddings, the
+        head with the loss) over `rows` rows of `seq` tokens."""
         model = self.devices[device]
-        total = layers * sum(model.time("block", rows, seq))
-        if embed:
-            total += sum(model.time("embeddings", rows, seq))
-        if head:
-            total += sum(model.time("head", rows, seq))
-        return total
+        parts = [("block", layers)] + [("embeddings", 1)] * embed + [("head", 1)] * head
+        timed = [(count, model.time(part, rows, seq)) for part, count in parts]
+        return sum(c * f for c, (f, _) in timed), sum(c * b for c, (_, b) in timed)
 
     def _predict(self, plan: Plan) -> Prediction:
         cfg, devices, n = self.cfg, plan.devices, plan.degree
@@ -263,24 +279,24 @@ class CostModel:
             micro = pipeline_microbatches(cfg, n) or n
             rows = b / micro
             act_bytes = rows * t * d * FLOAT_BYTES
-            stage_time = []
+            stages, boundaries = [], []
             for s, (dev, owned) in enumerate(zip(devices, stage_layer_ranges(layers, n))):
-                per_micro = self._fwd_bwd(dev, rows, t, len(owned), s == 0, s == n - 1)
+                forward, backward = self._forward_backward(dev, rows, t, len(owned), s == 0, s == n - 1)
+                stages.append(StageCosts(forward, backward))
                 optimizer[dev] = self.devices[dev].optimizer_s_per_param * (
                     len(owned) * self.params["block"] + (self.params["embeddings"] if s == 0 else 0)
                     + (self.params["head"] if s == n - 1 else 0))
-                comm = 0.0
                 if s < n - 1:  # activations forward, their gradients come back
-                    comm += self.transfer_s(dev, devices[s + 1], act_bytes) + self.transfer_s(devices[s + 1], dev, act_bytes)
+                    nxt = devices[s + 1]
+                    boundaries.append(BoundaryCosts(self.transfer_s(dev, nxt, act_bytes),
+                                                    self.transfer_s(nxt, dev, act_bytes),
+                                                    self.exchange_s(dev, nxt, act_bytes)))
                     sent[dev] += micro * act_bytes
                     recv[dev] += micro * act_bytes
-                    sent[devices[s + 1]] += micro * act_bytes
-                    recv[devices[s + 1]] += micro * act_bytes
-                compute[dev] = micro * per_micro
-                stage_time.append((per_micro, comm))
-            first = sum(p + c for p, c in stage_time)
-            steady = max(max(p, c) for p, c in stage_time)
-            step = first + (micro - 1) * steady + max(optimizer.values())
+                    sent[nxt] += micro * act_bytes
+                    recv[nxt] += micro * act_bytes
+                compute[dev] = micro * (forward + backward)
+            step = one_f_one_b_s(stages, boundaries, micro) + max(optimizer.values())
         elif plan.kind == HYBRID:
             step = self._hybrid_step(plan, compute, optimizer, sent, recv)
         elif plan.kind == "tp":
@@ -389,6 +405,19 @@ def _least_squares(design: list[list[float]], values: list[float]) -> list[float
     import numpy as np
     solution, *_ = np.linalg.lstsq(np.asarray(design), np.asarray(values), rcond=None)
     return [float(x) for x in solution]
+
+
+def _interpolate(sizes: list[float], seconds: list[float], nbytes: float) -> float:
+    """Seconds for nbytes, linear between the measured sizes and beyond them."""
+    i = min(max(bisect.bisect_left(sizes, nbytes), 1), len(sizes) - 1)
+    slope = (seconds[i] - seconds[i - 1]) / (sizes[i] - sizes[i - 1])
+    return max(seconds[i - 1] + slope * (nbytes - sizes[i - 1]), 0.0)
+
+
+def _exchange_table(measured: dict) -> tuple[list[float], list[float]]:
+    """(sizes, seconds) of a measured exchange, from (0 bytes, one latency)."""
+    sizes = [0.0] + [float(size) for size in measured["exchange_s"]]
+    return sizes, [measured["latency_s"]] + list(measured["exchange_s"].values())
 
 
 def _transfer_table(measured: dict) -> tuple[list[float], list[float]]:

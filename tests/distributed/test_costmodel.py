@@ -26,7 +26,9 @@ def test_the_calibration_holds_measurements_and_says_how_they_were_taken(calibra
         assert device["sustained_cpu_rate"] > 0.3  # one thread per shard, on a 2-core machine
         assert all(e["forward_cpu_s"] > 0 and e["backward_cpu_s"] > 0 for e in device["block"])
         assert device["block"][0]["activation_bytes"] > 0
-    assert {"compute", "links", "activation_bytes", "sustained_cpu_rate"} <= set(calibration["how"])
+    for link in calibration["links"].values():  # both ways at once, at every size measured one way
+        assert set(link["exchange_s"]) == set(link["transfer_s"]) and min(link["exchange_s"].values()) > 0
+    assert {"compute", "links", "activation_bytes", "sustained_cpu_rate", "exchange_s"} <= set(calibration["how"])
 
 
 @pytest.mark.parametrize("plan", ["dp:a,b", "dp:a,b,c", "pp:a,b", "pp:a,b,c", "tp:a,b", "tp:a,b,c",

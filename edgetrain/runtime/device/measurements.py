@@ -28,6 +28,7 @@ REPEATS = 5
 SUSTAINED_S = 2.0
 LINK_SIZES = (16 << 10, 128 << 10, 1 << 20)
 PING_REPEATS = 10
+EXCHANGE_REPEATS = 3
 
 
 def _rows_grid(batch_size: int) -> list[int]:
@@ -139,13 +140,32 @@ def measure_compute(cfg: ModelConfig, seed: int) -> dict:
     return results
 
 
+def _exchange_s(peer: int, payloads: dict[int, torch.Tensor]) -> dict[str, float]:
+    """Seconds until a message of each size has gone each way between this rank and `peer` at once
+    (each sends while it receives, as the fused sends and receives of a 1F1B pipeline do): median of
+    EXCHANGE_REPEATS. On the testbed such an exchange of 1 MiB took twice a one-way transfer, while a
+    gloo all-reduce used both directions at full speed, so neither time stands for the other."""
+    seconds = {}
+    for size, payload in payloads.items():
+        incoming, times = torch.empty_like(payload), []
+        for _ in range(EXCHANGE_REPEATS):
+            t0 = time.perf_counter()
+            outgoing = dist.isend(payload, peer)
+            dist.recv(incoming, peer)
+            outgoing.wait()
+            times.append(time.perf_counter() - t0)
+        seconds[str(size)] = statistics.median(times)
+    return seconds
+
+
 def measure_links(rank: int, world: int) -> dict:
     """Latency and transfer times of every ordered pair (src -> dst), measured with gloo send/recv, for
     several message sizes: short transfers pay TCP's slow start, so one throughput does not fit all.
+    Then, once per unordered pair, the time of an exchange (both ways at once) of each size.
     Every rank calls this with the others; each rank returns the measurements of its own sends."""
     ping = torch.zeros(1)
     payloads = {size: torch.zeros(size // 4) for size in LINK_SIZES}
-    results = {}
+    results, exchanges = {}, {}
     for src in range(world):
         for dst in range(world):
             if src == dst:
@@ -176,6 +196,8 @@ def measure_links(rank: int, world: int) -> dict:
                 else:
                     dist.recv(payload, peer)
                     dist.send(ping, peer)
+            if src < dst:
+                exchanges[peer] = _exchange_s(peer, payloads)
             if rank == src:
                 largest = max(LINK_SIZES)
                 results[f"{src}->{dst}"] = {
@@ -183,6 +205,8 @@ def measure_links(rank: int, world: int) -> dict:
                     "transfer_s": {str(size): s for size, s in sorted(seconds.items())},
                     "mbps": largest * 8 / max(seconds[largest] - latency, 1e-9) / 1e6,
                 }
+    for pair, measured in results.items():
+        measured["exchange_s"] = exchanges[int(pair.split("->")[1])]
     return results
 
 

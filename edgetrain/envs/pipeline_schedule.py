@@ -1,0 +1,167 @@
+"""The time of one step of torch.distributed.pipelining's Schedule1F1B, replayed event by event.
+
+The cost model's pp plans run that schedule (edgetrain.runtime.training.parallel), and its waits shape
+the step more than a closed formula can: a stage fires its sends together with the receives it needs
+next and waits for all of them, so a send is not hidden behind compute, and in the steady phase each
+boundary carries an activation one way and a gradient the other way at once (an exchange, which on the
+testbed takes about twice a one-way transfer). Replayed here, per stage, in the order that schedule
+issues them (torch 2.13, `Schedule1F1B._step_microbatches`):
+
+    warm-up (min(M, S - s) forwards): receive input, forward, wait for the previous forward send,
+        fire this forward's send (the last one is kept back);
+    1B1F: {kept forward send + gradient receive} wait, backward; unless all forwards are done:
+        {gradient send + next input receive} wait, forward, keep its send back;
+    cool-down: fire the kept gradient send; per remaining backward: gradient receive wait, backward,
+        wait for the previous gradient send, fire this one; finally wait for the last send.
+
+A transfer starts when both its sender and its receiver have posted it (gloo sends a message only
+once the receiver has asked for it) and lasts the one-way time, or the exchange time when it starts
+together with a transfer the other way over the same boundary that was posted in the same batches
+(the steady phase's activation and gradient). Pure Python: the simulator and the
+planner call it for every pipeline they price.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    forward_s: float
+    """One micro-batch's forward on this stage (with the loss on the last)."""
+    backward_s: float
+
+
+@dataclass(frozen=True)
+class BoundaryCosts:
+    """The link between stage s and s + 1, for one micro-batch's activation (or its gradient)."""
+
+    forward_s: float
+    """Activation, s -> s + 1, alone on the link."""
+    backward_s: float
+    """Gradient, s + 1 -> s, alone on the link."""
+    exchange_s: float
+    """An activation and a gradient at once, one each way."""
+
+
+def one_f_one_b_s(stages: Sequence[StageCosts], boundaries: Sequence[BoundaryCosts], microbatches: int) -> float:
+    """Seconds from the step's start until the last stage has finished its schedule."""
+    n, m = len(stages), microbatches
+    if len(boundaries) != n - 1 or m < 1:
+        raise ValueError("a pipeline needs one boundary between each two stages and at least one micro-batch")
+    programs = [_program(s, n, m) for s in range(n)]
+    # The transfer the other way over the same boundary that a stage posts in the same batch: the two
+    # share the link when they start together (both ends posted both at once).
+    partner = {t: u for program in programs for op, batch, _ in program if op == "post"
+               for t in batch for u in batch if u[0] != t[0] and u[2] == t[2]}
+    posted: dict[tuple, list[float]] = {}
+    clocks, cursors = [0.0] * n, [0] * n
+
+    def finish(transfer: tuple) -> float | None:
+        times = posted.get(transfer, [])
+        if len(times) < 2:
+            return None
+        start, (kind, _, boundary) = max(times), transfer
+        link = boundaries[boundary]
+        other = posted.get(partner.get(transfer), [])
+        if len(other) == 2 and abs(max(other) - start) <= 1e-12:
+            return start + link.exchange_s
+        return start + (link.forward_s if kind == "F" else link.backward_s)
+
+    while any(cursors[s] < len(programs[s]) for s in range(n)):
+        progressed = False
+        for s in range(n):
+            while cursors[s] < len(programs[s]):
+                op, batch, seconds = programs[s][cursors[s]]
+                if op == "compute":
+                    clocks[s] += seconds if seconds >= 0 else (stages[s].forward_s if seconds == -1 else stages[s].backward_s)
+                elif op == "post":
+                    for transfer in batch:
+                        posted.setdefault(transfer, []).append(clocks[s])
+                else:  # wait
+                    ends = [finish(t) for t in batch]
+                    if any(end is None for end in ends):
+                        break
+                    clocks[s] = max([clocks[s], *ends])
+                cursors[s] += 1
+                progressed = True
+        if not progressed:
+            raise RuntimeError("the 1F1B replay deadlocked (a schedule this module does not know)")
+    return max(clocks)
+
+
+FORWARD, BACKWARD = -1, -2
+
+
+def _program(s: int, n: int, m: int) -> list[tuple[str, tuple, float]]:
+    """Stage s's operations: ("compute", (), FORWARD | BACKWARD), ("post", transfers, 0) and
+    ("wait", transfers, 0); a transfer is (kind "F" | "B", micro-batch, boundary index)."""
+    first, last = s == 0, s == n - 1
+    ops: list[tuple[str, tuple, float]] = []
+
+    def batch(*groups) -> tuple:
+        return tuple(t for group in groups for t in group)
+
+    def fwd_recv(k):
+        return () if first else (("F", k, s - 1),)
+
+    def fwd_send(k):
+        return () if last else (("F", k, s),)
+
+    def bwd_recv(k):
+        return () if last else (("B", k, s),)
+
+    def bwd_send(k):
+        return () if first else (("B", k, s - 1),)
+
+    def post_and_wait(transfers):
+        if transfers:
+            ops.append(("post", transfers, 0.0))
+            ops.append(("wait", transfers, 0.0))
+
+    warmup = min(m, n - s)
+    forward = backward = 0
+    send_work: tuple = ()
+    kept_forward: tuple = ()
+    for _ in range(warmup):
+        post_and_wait(fwd_recv(forward))
+        ops.append(("compute", (), FORWARD))
+        if send_work:
+            ops.append(("wait", send_work, 0.0))
+        sends = fwd_send(forward)
+        if forward != warmup - 1:
+            send_work = sends
+            if sends:
+                ops.append(("post", sends, 0.0))
+        else:
+            kept_forward, send_work = sends, ()
+        forward += 1
+    kept_backward: tuple = ()
+    while True:
+        post_and_wait(batch(kept_forward, bwd_recv(backward)))
+        ops.append(("compute", (), BACKWARD))
+        kept_backward = bwd_send(backward)
+        backward += 1
+        if forward == m:
+            break
+        post_and_wait(batch(kept_backward, fwd_recv(forward)))
+        ops.append(("compute", (), FORWARD))
+        kept_forward = fwd_send(forward)
+        forward += 1
+    send_work = kept_backward
+    if send_work:
+        ops.append(("post", send_work, 0.0))
+    while backward < m:
+        post_and_wait(bwd_recv(backward))
+        ops.append(("compute", (), BACKWARD))
+        if send_work:
+            ops.append(("wait", send_work, 0.0))
+        send_work = bwd_send(backward)
+        if send_work:
+            ops.append(("post", send_work, 0.0))
+        backward += 1
+    if send_work:
+        ops.append(("wait", send_work, 0.0))
+    return ops
