@@ -1,9 +1,9 @@
 """Calibrations: what `edgetrain calibrate` measured on a fleet's devices, as a JSON file.
 
 A calibration holds only measured numbers, each with how it was measured (`how` in the file): compute
-time of every model part, sustained CPU rate, idle CPU, activation memory, the optimizer step, and the
-latency and throughput of every ordered device pair. The cost model predicts every plan from it. (A
-device *profile*, by contrast, is an entry of the catalog, `edgetrain.core.catalog`: power and memory
+time of every model part, sustained CPU rate, idle CPU, activation memory, the optimizer step, the
+latency and throughput of every ordered device pair, and per pair the time of an exchange (a message
+each way at once). The cost model predicts every plan from it. (A device *profile*, by contrast, is an entry of the catalog, `edgetrain.core.catalog`: power and memory
 figures from data sheets.) Calibrations of the built-in scenarios, measured on this project's testbed,
 ship with them.
 """

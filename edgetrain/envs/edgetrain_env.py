@@ -47,9 +47,9 @@ class EdgeTrainEnv(gym.Env):
     index (`env.resolve(kind, slots)`, `env.candidate_plans()`).
 
     ## Observation Space
-    `Box(0, 1, (16 * 18 + 6,))`, all features normalised to [0, 1], what each offered plan costs this
+    `Box(0, 1, (16 * 19 + 6,))`, all features normalised to [0, 1], what each offered plan costs this
     job on these devices rather than which slot holds which device, so that a policy carries over to
-    fleets and models it was not trained on. Per offered plan (row r, features 18*r + c):
+    fleets and models it was not trained on. Per offered plan (row r, features 19*r + c):
 
     | c | feature |
     |---|---|
@@ -66,9 +66,9 @@ class EdgeTrainEnv(gym.Env):
     | 10 | it is the plan running now (keeping it costs no switch) |
     | 11 | switch time / interval time (0 for the plan running now) |
     | 12 | its devices / the fleet's devices |
-    | 13..17 | kind, one-hot (local, dp, pp, tp, sp) |
+    | 13..18 | kind, one-hot (local, dp, pp, tp, sp, hybrid) |
 
-    then the job (index 288 on): progress (samples / target), time of day as 0.5 + 0.5 sin and
+    then the job (index 304 on): progress (samples / target), time of day as 0.5 + 0.5 sin and
     0.5 + 0.5 cos of its angle (the scenario's `start_hour` plus the job's clock), the share of the fleet
     available, the last interval failed, a plan is running.
 
