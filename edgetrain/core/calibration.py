@@ -3,9 +3,9 @@
 A calibration holds only measured numbers, each with how it was measured (`how` in the file): compute
 time of every model part, sustained CPU rate, idle CPU, activation memory, the optimizer step, the
 latency and throughput of every ordered device pair, and per pair the time of an exchange (a message
-each way at once). The cost model predicts every plan from it. (A device *profile*, by contrast, is an entry of the catalog, `edgetrain.core.catalog`: power and memory
-figures from data sheets.) Calibrations of the built-in scenarios, measured on this project's testbed,
-ship with them.
+each way at once). The cost model predicts every plan from it. (A device *profile*, by contrast, is an
+entry of the catalog, `edgetrain.core.catalog`: power and memory figures from data sheets.) Calibrations
+of the built-in scenarios, measured on this project's testbed, ship with them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import UserError
+from edgetrain.core.rules import TESTBED_CFS_PERIOD_US
 
 FORMAT = "edgetrain-calibration-v4"
 # The same content, from before calibrations had their own name.
@@ -63,14 +64,22 @@ def load_calibration(path: str) -> dict:
 
 def check_calibration_matches(calibration: dict, scenario: Scenario) -> None:
     """A calibration predicts only the model and the devices it measured: same model, every device of the
-    scenario measured, and (when it was measured on the testbed) the same CPU shares and links."""
+    scenario measured, and (when it was measured on the testbed) the same CPU shares and links, under the
+    testbed's CPU quota period."""
     name = calibration.get("scenario", "?")
     if calibration.get("model") is not None and calibration["model"] != asdict(scenario.model):
         raise UserError(f"the calibration of {name} was measured for another model than scenario {scenario.name}'s")
     missing = [d for d in scenario.device_names if d not in calibration.get("devices", {})]
     if missing:
         raise UserError(f"the calibration of {name} has no measurements of {', '.join(missing)}")
-    emulated = calibration.get("emulation", {}).get("devices", {})
+    emulation = calibration.get("emulation", {})
+    if emulation.get("backend") == "mininet" and emulation.get("cfs_period_us") != TESTBED_CFS_PERIOD_US:
+        period = emulation.get("cfs_period_us")
+        measured = f"a {period / 1000:g} ms" if isinstance(period, (int, float)) else "the former 100 ms"
+        raise UserError(f"the calibration of {name} was measured on the testbed under {measured} CPU quota period, "
+                        f"not today's {TESTBED_CFS_PERIOD_US / 1000:g} ms, so its devices computed at other speeds: "
+                        "run `edgetrain calibrate --backend mininet` again")
+    emulated = emulation.get("devices", {})
     for device in scenario.devices:
         measured = emulated.get(device.name)
         if measured and (measured["cpu_share"], measured["bandwidth_mbps"]) != (device.cpu_share, device.bandwidth_mbps):

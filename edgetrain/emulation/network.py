@@ -30,20 +30,13 @@ from mininet.nodelib import LinuxBridge  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from edgetrain.core.config import Scenario  # noqa: E402
+from edgetrain.core.rules import TESTBED_CFS_PERIOD_US  # noqa: E402
 
 PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
 MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")
 CGROUP_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
-# The CFS bandwidth period of each device's host. A host may use its quota (share x cores x period) at
-# the machine's full speed, then stalls until the period ends: with Linux's default of 100 ms a 10 ms
-# training step runs at this machine's speed whatever the share (`edgetrain emulate check`, smart-home
-# on this 2-core machine: 10 ms steps back to back at 2-3.3x their share), a device waiting for the
-# network saves up quota and then computes in a burst, and a collective stalls on a device whose quota
-# ran out. A 2 ms period holds each device to its share at every time scale (10 ms steps within 1%;
-# Mininet lengthens the period of small shares to keep CFS's minimum quota of 1 ms; multi-threaded hosts
-# lose up to 6% of their share to throttling). The shipped calibrations are measured under it.
-# `edgetrain emulate check --cfs-period-ms` measures any other.
-DEFAULT_CFS_PERIOD_US = 2_000
+# The CFS bandwidth period of each device's host: why 2 ms, in edgetrain.core.rules.
+DEFAULT_CFS_PERIOD_US = TESTBED_CFS_PERIOD_US
 
 
 def netem_available(prefix: str) -> bool:

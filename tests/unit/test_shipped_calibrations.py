@@ -39,3 +39,23 @@ def test_a_calibration_of_another_model_or_other_links_is_refused():
                                  + scenario.devices[1:])
     with pytest.raises(UserError, match="another CPU share or bandwidth"):
         EdgeTrainEnv(scenario=faster)
+
+
+@pytest.mark.parametrize("period_us, says", [(100_000, "under a 100 ms CPU quota period"),
+                                             (None, "under the former 100 ms CPU quota period")])
+def test_a_testbed_calibration_under_another_cpu_quota_period_is_refused(period_us, says):
+    """Under a 100 ms period a short step ran at this machine's full speed: such a calibration prices
+    another testbed. One made before the period was recorded was made under 100 ms."""
+    import copy
+
+    from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.envs.costmodel import CostModel
+    scenario = load_scenario()
+    calibration = copy.deepcopy(load_calibration(default_calibration_path(scenario)))
+    CostModel(calibration, scenario)  # today's period: accepted
+    if period_us is None:
+        del calibration["emulation"]["cfs_period_us"]
+    else:
+        calibration["emulation"]["cfs_period_us"] = period_us
+    with pytest.raises(UserError, match=says + r".*run `edgetrain calibrate --backend mininet` again"):
+        CostModel(calibration, scenario)
