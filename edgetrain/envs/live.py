@@ -111,6 +111,12 @@ class LiveDynamics(Dynamics):
         run = run_with_recovery(job, self.backend.launcher, progress=self.progress, session=self.session).to_dict()
         self.checkpoint = target
         time_s = run["total"]["wall_s"]  # startup, switch and recovery included
+        if job.steps == remaining:
+            # The job's last interval: its shards end, which they do once the final checkpoint (written
+            # after they said `held`) is here; that wait is part of the job.
+            released = time.perf_counter()
+            self.session.release()
+            time_s += time.perf_counter() - released
         failures = len(run["recoveries"])
         return IntervalOutcome(run["plans"][-1]["plan"], failures,
                                state.plan is None or resolved.plan != state.plan.plan, time_s,

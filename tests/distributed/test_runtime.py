@@ -232,9 +232,13 @@ def test_a_kept_plan_goes_on_in_the_same_processes_and_trains_exactly_like_one_d
         assert {d: [p.pid for p in workers[d]._shards.values()] for d in ("a", "b")} == running
         assert any(line.startswith("continuing dp:a,b for 2 steps from step 2") for line in lines)
         assert sum(line.startswith("starting ") for line in lines) == 1
-        assert second.startup_s == {"a": 0.0, "b": 0.0} and [c["step"] for c in second.checkpoints] == [4]
+        # A held plan says `held` before it writes its last step's checkpoint, which then travels while the
+        # coordinator decides: the next job hears of it (the kept plan's first, a new plan's when the held
+        # one is released), and a kept plan goes on without waiting for it.
+        assert second.startup_s == {"a": 0.0, "b": 0.0} and [c["step"] for c in second.checkpoints] == [2]
         third = run_job(job("pp:c,a", 2, checkpoint), launcher, lines.append, session=session)
         assert sum(line.startswith("starting ") for line in lines) == 2
+        assert [c["step"] for c in third.checkpoints] == [4] and third.start_step == 4
         assert workers["b"]._shards == {}  # released: b is not in the new plan
         session.release()
         assert all(w._shards == {} for w in workers.values())

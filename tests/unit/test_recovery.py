@@ -217,3 +217,24 @@ def test_a_shard_killed_for_memory_is_reported_as_such_and_the_job_goes_on_witho
     (record,) = metrics.recoveries
     assert record["cause"] == "out of memory" and record["devices"] == ["b"] and record["new_plan"] == "dp:a,c"
     assert any("b ran out of memory after step 6 (its kernel killed the shard)" in line for line in lines)
+
+
+def test_a_recovery_goes_on_from_a_copy_of_the_checkpoint_and_its_step_is_the_copys(tmp_path):
+    """A plan that went on in held shards started from a step whose checkpoint was still on its way (its
+    shards write it after saying `held`): lost before it arrived, the job resumes from the checkpoint
+    that is there (step 15), not from the step it started at (20); and a checkpoint that lands at the
+    same path later does not change the step under the recovery, which goes on from its own copy."""
+    from edgetrain.runtime.coordinator.recovery import _resume_point
+    from edgetrain.runtime.training.checkpoint import load_checkpoint
+    path = str(tmp_path / "episode.pt")
+    save_checkpoint(path, step=15, seed=0, model_cfg=SCENARIO.model, corpus="stand-in", model_state={}, optim_state={})
+    metrics = RunMetrics(plan="", scenario=SCENARIO.name, devices=[], batch_size=10, start_step=20)
+    job = Job(scenario=SCENARIO, plan=Plan.parse("dp:a,b"), steps=20, run_dir=tmp_path / "run", resume=path,
+              checkpoint_out=path)
+    resume_from, step = _resume_point(metrics, job, 0)
+    assert step == 15 and resume_from != path
+    save_checkpoint(path, step=20, seed=0, model_cfg=SCENARIO.model, corpus="stand-in", model_state={}, optim_state={})
+    assert load_checkpoint(resume_from)["step"] == 15
+    # Nothing saved at all yet: from the start.
+    assert _resume_point(metrics, Job(scenario=SCENARIO, plan=Plan.parse("dp:a,b"), steps=20, run_dir=tmp_path / "r2",
+                                      checkpoint_out=str(tmp_path / "none.pt")), 0) == (None, 0)

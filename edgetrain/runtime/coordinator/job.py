@@ -60,37 +60,54 @@ class HeldPlan:
     ready: dict[str, dict]
     """Per device: what its shard said when it started (meter, CPU clock, corpus), for the next job's metrics."""
     master_port: int
+    checkpoint: Optional[str] = None
+    """Where its last step's checkpoint lands (the job's checkpoint_out); it may still be on its way: a
+    held shard says `held` before it writes that checkpoint, which then travels while the coordinator
+    decides."""
 
 
 class PlanSession:
     """At most one held plan between jobs (a deployment's decisions): a job on the same plan from the step
-    it stopped at goes on in it; any other job releases it first."""
+    it stopped at goes on in it; any other job releases it first. Checkpoint events of a released plan
+    that came after its last job (its last step's, written after `held`) are kept in `late_checkpoints`
+    for the next job's metrics."""
 
     def __init__(self):
         self.held: Optional[HeldPlan] = None
+        self.late_checkpoints: list[dict] = []
+
+    def continuing(self, plan: Plan, resume: Optional[str]) -> Optional[HeldPlan]:
+        """The held plan, when a job of `plan` resuming from `resume` goes on in it: the same plan, from
+        the checkpoint its last step writes (whether or not that file is here yet)."""
+        held = self.held
+        if held is not None and held.plan == plan and resume is not None and held.checkpoint == str(resume):
+            return held
+        return None
 
     def take(self, plan: Plan, step: int) -> Optional[HeldPlan]:
         held, self.held = self.held, None
         if held is not None and held.plan == plan and held.step == step:
             return held
         if held is not None:
-            _release(held)
+            self._release(held)
         return None
 
     def keep(self, held: HeldPlan) -> None:
         if self.held is not None:
-            _release(self.held)
+            self._release(self.held)
         self.held = held
 
     def release(self) -> None:
         if self.held is not None:
-            _release(self.held)
+            self._release(self.held)
             self.held = None
 
-
-def _release(held: HeldPlan) -> None:
-    for handle in held.handles:
-        handle.release()
+    def _release(self, held: HeldPlan) -> None:
+        """A worker answers a release after its shard's last events (its last checkpoint among them),
+        so they are all queued when this returns."""
+        for handle in held.handles:
+            handle.release()
+        self.late_checkpoints.extend(_checkpoint_events(held.messages))
 
 
 def free_port() -> int:
@@ -117,12 +134,17 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
         check_plan(job.plan, job.scenario)
     start_step = 0
     resumed_corpus = None
-    if job.resume:
+    hold = job.hold and session is not None and launcher.supports_hold
+    continuing = session.continuing(job.plan, job.resume) if hold else None
+    if continuing is not None:  # its shards hold the state: the checkpoint file need not be here yet
+        start_step = continuing.step
+    elif session is not None:
+        session.release()  # a held plan this job does not go on in ends first: its last checkpoint lands
+    if continuing is None and job.resume:
         payload = load_checkpoint(job.resume)
         check_compatible(payload, job.resume, job.scenario.model, job.seed)
         start_step, resumed_corpus = payload["step"], payload.get("corpus")
         del payload
-    hold = job.hold and session is not None and launcher.supports_hold
     held = session.take(job.plan, start_step) if hold else None
     model_fields = {k: v for k, v in asdict(job.scenario.model).items() if k != "vocab_size"}
     master = launcher.master_address(job.plan.devices[0])
@@ -141,6 +163,10 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
         metrics = RunMetrics(plan="", scenario=job.scenario.name, devices=[],
                              batch_size=job.scenario.model.batch_size, start_step=start_step)
     metrics.begin_plan(str(job.plan), list(job.plan.devices), start_step)
+    if session is not None:  # the last checkpoints of a plan released on the way here
+        for event in session.late_checkpoints:
+            _add_checkpoint(metrics, event)
+        session.late_checkpoints.clear()
     target_step = start_step + job.steps
     messages: "queue.Queue[ShardMessage]" = held.messages if held else queue.Queue()
     handles: list[ShardHandle] = []
@@ -162,7 +188,7 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                         until="held" if hold else "done")
         if hold:
             session.keep(HeldPlan(job.plan, target_step, handles, messages, {**(held.ready if held else {}), **ready},
-                                  port))
+                                  port, job.checkpoint_out))
             kept = True
     except DeviceLost as lost:
         lost.metrics = metrics
@@ -177,19 +203,30 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     return metrics
 
 
-def _keep_late_checkpoints(messages: "queue.Queue[ShardMessage]", metrics: RunMetrics) -> None:
-    """Checkpoints that arrived while the plan was being stopped (a device was lost, or the last step
-    came): their files are here whole, so a recovery resumes from the latest (no checkpointed step is
-    lost). A worker answers a stop only after its shards' last events, so they are all queued by now."""
+def _checkpoint_events(messages: "queue.Queue[ShardMessage]") -> list[dict]:
+    """The checkpoint events queued in `messages` (the rest is dropped: its plan is over)."""
+    events = []
     while True:
         try:
             message = messages.get_nowait()
         except queue.Empty:
-            return
-        event = message.event
-        if event is not None and event["event"] == "checkpoint" and \
-                all(event["step"] > c["step"] for c in metrics.checkpoints):
-            metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
+            return events
+        if message.event is not None and message.event["event"] == "checkpoint":
+            events.append(message.event)
+
+
+def _add_checkpoint(metrics: RunMetrics, event: dict) -> None:
+    """A checkpoint whose file is here whole, unless the metrics know a later one."""
+    if all(event["step"] > c["step"] for c in metrics.checkpoints):
+        metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
+
+
+def _keep_late_checkpoints(messages: "queue.Queue[ShardMessage]", metrics: RunMetrics) -> None:
+    """Checkpoints that arrived while the plan was being stopped (a device was lost, or the last step
+    came): their files are here whole, so a recovery resumes from the latest (no checkpointed step is
+    lost). A worker answers a stop only after its shards' last events, so they are all queued by now."""
+    for event in _checkpoint_events(messages):
+        _add_checkpoint(metrics, event)
 
 
 def _check_devices(job: Job, launcher: Launcher, metrics: RunMetrics) -> None:
@@ -271,7 +308,7 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
             metrics.measurements.setdefault(device, {})[event["part"]] = event["data"]
             progress(f"measured {event['part']} of {device}")
         elif kind == "checkpoint":
-            metrics.checkpoints.append({"step": event["step"], "path": event["path"], "time_s": event["time_s"]})
+            _add_checkpoint(metrics, event)
             progress(f"[{job.plan}] checkpoint of step {event['step']} saved to {event['path']}")
         elif kind == until:
             done.add(message.rank)

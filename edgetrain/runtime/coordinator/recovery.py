@@ -4,7 +4,9 @@ devices still there, on a plan that works for them."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
+from pathlib import Path
 from typing import Optional
 
 from edgetrain.core.config import Scenario
@@ -14,6 +16,7 @@ from edgetrain.core.plans import FALLBACK_KINDS, HYBRID, Plan
 from edgetrain.runtime.coordinator.job import FaultFn, Job, PlanSession, ProgressFn, run_job
 from edgetrain.runtime.coordinator.launcher import Launcher
 from edgetrain.runtime.coordinator.metrics import RunMetrics
+from edgetrain.runtime.training.checkpoint import load_checkpoint
 
 
 def replan(plan: Plan, available: list[str], scenario: Scenario) -> Optional[Plan]:
@@ -63,8 +66,7 @@ def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambd
             if len(metrics.recoveries) >= max_recoveries:
                 raise RunError(f"gave up after {max_recoveries} recoveries: {lost}") from None
             target_step = metrics.start_step + job.steps
-            resume_step = metrics.checkpoints[-1]["step"] if metrics.checkpoints else metrics.start_step
-            resume_from = metrics.checkpoints[-1]["path"] if metrics.checkpoints else job.resume
+            resume_from, resume_step = _resume_point(metrics, job, len(metrics.recoveries))
             progress(f"{lost}; resuming from step {resume_step}" if isinstance(lost, OutOfMemory) else
                      f"lost {', '.join(lost.devices)} after step {lost.step}; resuming from step {resume_step}")
             new_plan = _wait_for_plan(current.plan, lost.devices, launcher, job.scenario, wait_for_devices_s)
@@ -79,6 +81,19 @@ def run_with_recovery(job: Job, launcher: Launcher, progress: ProgressFn = lambd
             metrics.recoveries.append(pending)
             current = dataclasses.replace(current, plan=new_plan, resume=resume_from,
                                           steps=target_step - resume_step)
+
+
+def _resume_point(metrics: RunMetrics, job: Job, index: int) -> tuple[Optional[str], int]:
+    """The checkpoint to go on from, copied (a checkpoint still on its way lands at the same path and
+    would change the step under the recovery's feet), and its step read from that copy: a plan that
+    went on in held shards started from a step whose checkpoint may not have arrived before the loss."""
+    source = metrics.checkpoints[-1]["path"] if metrics.checkpoints else job.resume
+    if source is None or not Path(source).is_file():
+        return None, 0  # nothing was saved yet: from the start
+    job.run_dir.mkdir(parents=True, exist_ok=True)
+    snapshot = job.run_dir / f"resume-{index}.pt"
+    shutil.copyfile(source, snapshot)
+    return str(snapshot), int(load_checkpoint(str(snapshot))["step"])
 
 
 def _finish_record(record: dict, metrics: RunMetrics) -> None:

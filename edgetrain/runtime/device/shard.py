@@ -98,9 +98,9 @@ def run_shard(spec: ShardSpec) -> None:
             step = _train_until(spec, cfg, corpus, trainer, meter, traffic, cpu_clock, step, last_step, mark)
             if not spec.hold:
                 break
-            # A held plan: the same process group, model and optimizer go on when the coordinator keeps the
-            # plan at its next decision (no restart, no reload); a release ends it as usual.
-            emit("held", rank=spec.rank, step=step)
+            # A held plan (it said `held` before its last checkpoint, in _train_until): the same process
+            # group, model and optimizer go on when the coordinator keeps the plan at its next decision
+            # (no restart, no reload); a release ends it as usual.
             more = _next_segment()
             if more is None:
                 break
@@ -138,6 +138,11 @@ def _train_until(spec, cfg, corpus, trainer, meter, traffic, cpu_clock, step: in
         emit("step", rank=spec.rank, step=step, loss=result.loss, loss_weight=result.loss_weight,
              time_s=wall, cpu_s=cpu, bytes_sent=sent, bytes_recv=recv, energy_j=energy, interval_s=now - mark)
         mark = now
+        if spec.hold and step == last_step:
+            # Before the checkpoint: the coordinator makes its next decision while this one is written
+            # and travels (a kept plan needs none of it; a release waits for the worker, whose last events
+            # come after the file).
+            emit("held", rank=spec.rank, step=step)
         due = spec.checkpoint_every and step % spec.checkpoint_every == 0
         if spec.checkpoint_out and (due or step == last_step):
             saved = time.perf_counter()
