@@ -12,10 +12,11 @@ point-to-point sends each parallelism really performs:
 - tp: sharded attention and MLP compute; per block two all-reduces of the activations forward (after
   the row-wise output projections) and four backward (the gradient of the replicated input of each
   column-wise projection: q, k, v and the MLP's first layer, each its own redistribution).
-- hybrid: pipeline stages each data-parallel over a group: per micro-batch a stage takes as long as
-  its slowest member on its rows; each member sends the next stage's members the rows they share
-  (one after another) and gets their gradients back; GPipe over M micro-batches like pp; then each
-  group all-reduces its stage's gradients (the stages at once: the slowest sets the pace).
+- hybrid: pipeline stages each data-parallel over a group, the hand-written GPipe replayed event by
+  event (edgetrain.envs.pipeline_schedule): each member computes its rows of every micro-batch forward,
+  then backward, receives what it needs with blocking receives and sends the next stage's members the
+  rows they share (a device's sends one after another over its uplink, its receives over its downlink);
+  then each group all-reduces its stage's gradients (the stages at once: the slowest sets the pace).
 - sp: each device computes its share of the sequence, its queries against the whole sequence's keys
   (the block's time at the shorter sequence, plus the attention scores' part that grows with the
   square of the sequence, fitted per device from the calibration); per block an all-gather of keys and values
@@ -51,7 +52,7 @@ from edgetrain.core.sizing import (
     split_evenly,
     stage_layer_ranges,
 )
-from edgetrain.envs.pipeline_schedule import BoundaryCosts, StageCosts, one_f_one_b_s
+from edgetrain.envs.pipeline_schedule import BoundaryCosts, GroupMember, StageCosts, gpipe_hybrid_s, one_f_one_b_s
 
 FLOAT_BYTES = 4
 # Forward: after attention's and the MLP's row-wise projections; backward: the input gradient of each of
@@ -348,22 +349,21 @@ class CostModel:
         ranges, stages = hybrid_layer_ranges(plan, cfg.layers), plan.stages
         micro = hybrid_microbatches(plan, b)
         rows = [[hybrid_rows(plan, b, s, j) for j in range(len(group))] for s, group in enumerate(stages)]
-        stage_time, reduce_s = [], 0.0
+        members, handoffs, reduce_s = [], {}, 0.0
         for s, group in enumerate(stages):
             first, last = s == 0, s == len(stages) - 1
             params = (len(ranges[s]) * self.params["block"] + (self.params["embeddings"] if first else 0)
                       + (self.params["head"] if last else 0))
-            slowest = 0.0
+            timed = []
             for dev, mine in zip(group, rows[s]):
-                times = [self._fwd_bwd(dev, len(r), t, len(ranges[s]), first, last) for r in mine]
-                compute[dev] = sum(times)
-                slowest = max(slowest, max(times))
+                passes = [self._forward_backward(dev, len(r), t, len(ranges[s]), first, last) for r in mine]
+                timed.append(GroupMember(dev, tuple(f for f, _ in passes), tuple(b for _, b in passes)))
+                compute[dev] = sum(f + b for f, b in passes)
                 optimizer[dev] = self.devices[dev].optimizer_s_per_param * params
-            comm = 0.0
-            if not last:  # activations forward, their gradients back: each sender's messages in turn
-                for src, mine in zip(group, rows[s]):
-                    own = 0.0
-                    for dst, theirs in zip(stages[s + 1], rows[s + 1]):
+            members.append(timed)
+            if not last:  # activations forward, their gradients back, between members that share rows
+                for j, (src, mine) in enumerate(zip(group, rows[s])):
+                    for k, (dst, theirs) in enumerate(zip(stages[s + 1], rows[s + 1])):
                         for m in range(micro):
                             shared = len(range(max(mine[m].start, theirs[m].start), min(mine[m].stop, theirs[m].stop)))
                             if shared <= 0:
@@ -373,19 +373,14 @@ class CostModel:
                             recv[dst] += nbytes
                             sent[dst] += nbytes
                             recv[src] += nbytes
-                            if m == 0:
-                                own += self.transfer_s(src, dst, nbytes) + self.transfer_s(dst, src, nbytes)
-                    comm = max(comm, own)
+                            handoffs[(m, s, j, k)] = (self.transfer_s(src, dst, nbytes), self.transfer_s(dst, src, nbytes))
             if len(group) > 1:
                 grad_bytes = params * FLOAT_BYTES
                 reduce_s = max(reduce_s, self.allreduce_s(group, grad_bytes))
                 for dev in group:
                     sent[dev] += 2 * (len(group) - 1) / len(group) * grad_bytes
                     recv[dev] += 2 * (len(group) - 1) / len(group) * grad_bytes
-            stage_time.append((slowest, comm))
-        fill = sum(p + c for p, c in stage_time)
-        steady = max(max(p, c) for p, c in stage_time)
-        return fill + (micro - 1) * steady + reduce_s + max(optimizer.values())
+        return gpipe_hybrid_s(members, handoffs) + reduce_s + max(optimizer.values())
 
     @staticmethod
     def _at_least_busy(path_s: float, busy_s: dict[str, float]) -> float:

@@ -165,3 +165,91 @@ def _program(s: int, n: int, m: int) -> list[tuple[str, tuple, float]]:
     if send_work:
         ops.append(("wait", send_work, 0.0))
     return ops
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One device of a hybrid plan's stage group: its forward and backward seconds per micro-batch (on
+    its rows of each)."""
+
+    device: str
+    forward_s: tuple[float, ...]
+    backward_s: tuple[float, ...]
+
+
+def gpipe_hybrid_s(stages: Sequence[Sequence[GroupMember]],
+                   handoffs: dict[tuple[int, int, int, int], tuple[float, float]]) -> float:
+    """Seconds from the step's start until every member of a hybrid plan has run its GPipe schedule
+    (edgetrain.runtime.training.parallel.HybridTrainer) and its sends have landed: every micro-batch
+    forward, then every one backward in reverse; a member receives what it needs with blocking receives
+    (previous-stage members in order) and sends with isend, which it waits for only at the end.
+    `handoffs[(micro, s, j, k)]`: one-way seconds of the activation rows member j of stage s hands member
+    k of stage s + 1 for that micro-batch, and of their gradient back (pairs that share no row are absent).
+    A transfer starts when both ends posted it and the sender's uplink and the receiver's downlink are
+    free: a device's sends go out one after another, as its receives come in (the testbed shapes each
+    device's link per direction)."""
+    micro = len(stages[0][0].forward_s)
+    programs = {}
+    for s, group in enumerate(stages):
+        for j, member in enumerate(group):
+            ops: list[tuple[str, tuple]] = []
+            nexts = [k for k in range(len(stages[s + 1]))] if s + 1 < len(stages) else []
+            previous = [p for p in range(len(stages[s - 1]))] if s > 0 else []
+            for m in range(micro):
+                ops += [("wait", ("F", m, s - 1, p, j)) for p in previous if (m, s - 1, p, j) in handoffs]
+                ops.append(("compute", ("F", m)))
+                ops += [("post", ("F", m, s, j, k)) for k in nexts if (m, s, j, k) in handoffs]
+            for m in reversed(range(micro)):
+                ops += [("wait", ("B", m, s, j, k)) for k in nexts if (m, s, j, k) in handoffs]
+                ops.append(("compute", ("B", m)))
+                ops += [("post", ("B", m, s - 1, p, j)) for p in previous if (m, s - 1, p, j) in handoffs]
+            ops.append(("wait_sends", ()))
+            programs[(s, j)] = ops
+    posted: dict[tuple, dict[tuple[int, int], float]] = {}
+    landed: dict[tuple, float] = {}
+    link_free: dict[tuple[str, str], float] = {}
+    clocks = {member: 0.0 for member in programs}
+    cursors = {member: 0 for member in programs}
+    sends = {member: [] for member in programs}
+
+    def ends(transfer: tuple) -> tuple[tuple[int, int], tuple[int, int]]:
+        kind, _, s, j, k = transfer
+        return ((s, j), (s + 1, k)) if kind == "F" else ((s + 1, k), (s, j))
+
+    def land(transfer: tuple) -> float | None:
+        if transfer in landed:
+            return landed[transfer]
+        if len(posted.get(transfer, {})) < 2:
+            return None
+        (src, dst), (kind, m, s, j, k) = ends(transfer), transfer
+        up, down = (stages[src[0]][src[1]].device, "up"), (stages[dst[0]][dst[1]].device, "down")
+        start = max([*posted[transfer].values(), link_free.get(up, 0.0), link_free.get(down, 0.0)])
+        forward_s, backward_s = handoffs[(m, s, j, k)]
+        landed[transfer] = link_free[up] = link_free[down] = start + (forward_s if kind == "F" else backward_s)
+        return landed[transfer]
+
+    while any(cursors[x] < len(programs[x]) for x in programs):
+        progressed = False
+        for x, ops in programs.items():
+            member = stages[x[0]][x[1]]
+            while cursors[x] < len(ops):
+                op, what = ops[cursors[x]]
+                if op == "compute":
+                    kind, m = what
+                    clocks[x] += member.forward_s[m] if kind == "F" else member.backward_s[m]
+                elif op == "post":
+                    posted.setdefault(what, {})[x] = clocks[x]
+                    sends[x].append(what)
+                else:
+                    waited = sends[x] if op == "wait_sends" else [what]
+                    if op == "wait":
+                        posted.setdefault(what, {}).setdefault(x, clocks[x])
+                    times = [land(t) for t in waited]
+                    if any(t is None for t in times):
+                        break
+                    clocks[x] = max([clocks[x], *times])
+                cursors[x] += 1
+                progressed = True
+        if not progressed:
+            raise RuntimeError("the GPipe replay deadlocked (a schedule this module does not know)")
+    return max(clocks.values())

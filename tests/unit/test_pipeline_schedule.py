@@ -1,5 +1,6 @@
-"""The replay of torch's Schedule1F1B (edgetrain.envs.pipeline_schedule) the cost model prices pp with,
-against what can be worked out by hand, and the exchange time it draws from a calibration."""
+"""The replays the cost model prices pipelines with (edgetrain.envs.pipeline_schedule): torch's
+Schedule1F1B for pp and the hand-written GPipe of hybrid plans, against what can be worked out by hand,
+and the exchange time pp draws from a calibration."""
 
 import copy
 
@@ -9,7 +10,7 @@ from edgetrain.core.calibration import default_calibration_path, load_calibratio
 from edgetrain.core.plans import Plan
 from edgetrain.core.scenario import load_scenario
 from edgetrain.envs.costmodel import CostModel
-from edgetrain.envs.pipeline_schedule import BoundaryCosts, StageCosts, one_f_one_b_s
+from edgetrain.envs.pipeline_schedule import BoundaryCosts, GroupMember, StageCosts, gpipe_hybrid_s, one_f_one_b_s
 
 FREE = BoundaryCosts(0.0, 0.0, 0.0)
 
@@ -63,3 +64,23 @@ def test_the_cost_model_prices_a_pipeline_with_the_measured_exchange_and_without
     # dp's all-reduce uses both directions at full speed: the exchange does not price it.
     dp = Plan("dp", ("laptop", "orin-nano"))
     assert CostModel(slow, scenario).predict(dp).step_time_s == pytest.approx(full_duplex.predict(dp).step_time_s)
+
+
+@pytest.mark.parametrize("stages", [2, 3])
+@pytest.mark.parametrize("micro", [1, 2, 4])
+def test_a_gpipe_of_equal_single_device_stages_over_free_links_takes_the_textbook_time(stages, micro):
+    """Every forward, then every backward: (M + S - 1) x (forward + backward), as for 1F1B."""
+    plan = [[GroupMember(f"d{s}", (1.0,) * micro, (2.0,) * micro)] for s in range(stages)]
+    handoffs = {(m, s, 0, 0): (0.0, 0.0) for m in range(micro) for s in range(stages - 1)}
+    assert gpipe_hybrid_s(plan, handoffs) == pytest.approx((micro + stages - 1) * 3.0)
+
+
+def test_a_device_sends_its_pieces_to_a_wider_stage_one_after_another_and_gets_their_gradients_in_turn():
+    """a hands its rows to b and c (1 s each over its uplink): c has its piece at 2 s, not 1 s; their
+    gradients share a's downlink the same way, so a has both at 3 s."""
+    plan = [[GroupMember("a", (0.0,), (0.0,))], [GroupMember("b", (0.0,), (0.0,)), GroupMember("c", (0.0,), (0.0,))]]
+    assert gpipe_hybrid_s(plan, {(0, 0, 0, 0): (1.0, 1.0), (0, 0, 0, 1): (1.0, 1.0)}) == pytest.approx(3.0)
+    # Two senders to one receiver share its downlink (c has both pieces at 2 s), and its two gradients
+    # go back one after another over its uplink (b has its own at 4 s).
+    merged = [[GroupMember("a", (0.0,), (0.0,)), GroupMember("b", (0.0,), (0.0,))], [GroupMember("c", (0.0,), (0.0,))]]
+    assert gpipe_hybrid_s(merged, {(0, 0, 0, 0): (1.0, 1.0), (0, 0, 1, 0): (1.0, 1.0)}) == pytest.approx(4.0)
