@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 
 from edgetrain.core.availability import availability_events, hour_of_day, within_hours
@@ -172,12 +172,15 @@ class Testbed:
         with self._lock:
             self._start_worker(device)
 
-    def set_online(self, device: str, online: bool) -> None:
-        """Offline: the link is cut and the worker's processes stop. Online: both come back."""
+    def set_online(self, device: str, online: bool, battery_pct: Optional[float] = None) -> None:
+        """Offline: the link is cut and the worker's processes stop. Online: both come back.
+        `battery_pct`: the charge that takes it offline, published together with the change."""
         with self._lock:
             if self.online[device] == online:
                 return
             self.online[device] = online
+            if battery_pct is not None:
+                self.battery_pct[device] = battery_pct
             if online:
                 self.network.set_link(device, True)
                 self._start_worker(device)
@@ -237,13 +240,20 @@ class Testbed:
                         wall_s=now - t0, cpu_s=cpu - cpu0, bytes_sent=sent - sent0, bytes_recv=recv - recv0)
                 if not joules:
                     continue
-                self.battery_pct[device] = min(100.0, max(0.0, self.battery_pct[device] - 100 * joules / capacity_j))
-                self._write_battery(device)
-                if self.online[device] and self.battery_pct[device] < BATTERY_CUTOFF_PCT:
-                    log.warning("%s: battery at %.1f%%, going offline", device, self.battery_pct[device])
+                charge = min(100.0, max(0.0, self.battery_pct[device] - 100 * joules / capacity_j))
+                if self.online[device] and charge < BATTERY_CUTOFF_PCT:
+                    # Offline with the reading that crosses the cutoff, not after it: whoever reads the
+                    # charge never sees a device online below the cutoff (the link cut and the processes'
+                    # end take a while longer).
+                    log.warning("%s: battery at %.1f%%, going offline", device, charge)
                     self._ran_flat[device] = True
-                    self.set_online(device, False)
-                elif self._ran_flat.get(device) and self.battery_pct[device] >= BATTERY_RETURN_PCT:
+                    self.set_online(device, False, battery_pct=charge)
+                    self.battery_pct[device] = charge  # also when it had just gone offline otherwise
+                    self._write_battery(device)
+                    continue
+                self.battery_pct[device] = charge
+                self._write_battery(device)
+                if self._ran_flat.get(device) and self.battery_pct[device] >= BATTERY_RETURN_PCT:
                     self._ran_flat[device] = False
                     if self.trace_online[device]:
                         log.info("%s: charged to %.1f%%, back online", device, self.battery_pct[device])
