@@ -35,8 +35,8 @@ HOW = {
     "idle_cpu_per_s": "CPU seconds the device used per wall second while the shard slept for 1 s",
     "links": "gloo send/recv between every ordered pair of devices: 10 one-float round trips (latency = "
              "median / 2), then tensors of 16 KiB, 128 KiB and 1 MiB whose arrival the receiver confirms "
-             "(transfer_s: until the receiver has it, one latency for the confirmation taken off; mbps: "
-             "of the 1 MiB transfer, latency excluded)",
+             "(transfer_s: until the receiver has it, one latency for the confirmation taken off, median of 3; "
+             "mbps: of the 1 MiB transfer, latency excluded)",
     "exchange_s": "per pair, messages of those sizes sent both ways at once (gloo isend + recv on each "
                   "side), until both have arrived: median of 3",
 }
