@@ -7,7 +7,7 @@ Prints JSON.
     .venv/bin/python benchmarks/foresight_prize.py [--episodes 8]
 
 Cases: smart-home as shipped (memoryless), churn-sessions with the default 2 s switch and with an 8 s
-switch (cold starts on real boards), battery-evening and solar-night (batteries that must last the night:
+switch (cold starts on real boards), the built-in smart-home-sessions (its phone in sessions too), battery-evening and solar-night (batteries that must last the night:
 a cliff that greedy falls off) with decisions of 100 steps.
 """
 
@@ -32,6 +32,7 @@ CASES = [  # (name, scenario, env arguments)
     ("smart-home", "smart-home", {}),
     ("churn-sessions, 2 s switch", str(HERE / "churn-sessions.yaml"), {"switch_s": 2.0}),
     ("churn-sessions, 8 s switch", str(HERE / "churn-sessions.yaml"), {"switch_s": 8.0}),
+    ("smart-home-sessions (built in, its 8 s switch)", "smart-home-sessions", {}),
     ("battery-evening", str(HERE / "battery-evening.yaml"), {"decision_steps": 100}),
     ("solar-night", str(HERE / "solar-night.yaml"), {"decision_steps": 100}),
 ]

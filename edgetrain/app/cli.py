@@ -574,7 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--net-arch", default="128,128", help="hidden layer sizes (default: 128,128)")
     train.add_argument("--decision-steps", type=int, default=10, help="training steps per decision")
     train.add_argument("--imitate-steps", type=int, default=50_000,
-                       help="warm start: clone the greedy planner over N simulated decisions first (0: off)")
+                       help="warm start: clone the teacher over N simulated decisions first (0: off)")
+    train.add_argument("--teacher", choices=("greedy", "heuristic", "lifetime_oracle", "clairvoyant"),
+                       default="lifetime_oracle",
+                       help="whom the warm start imitates (default: lifetime_oracle, which knows the simulated "
+                            "availability trace the policy never sees)")
     train.add_argument("--imitate-epochs", type=int, default=20)
     train.add_argument("--vary-fleet", action=argparse.BooleanOptionalAction, default=True,
                        help="train on random subsets of the devices with varied availability (default: on)")

@@ -31,6 +31,11 @@ def _positive(value: float, key: str) -> None:
            f"must be a positive number, got {value!r}")
 
 
+DEFAULT_SWITCH_S = 2.0
+"""Seconds a plan switch costs when the scenario does not say: shards restarted on the testbed."""
+MAX_SWITCH_S = 600.0
+
+
 @dataclass(frozen=True)
 class Objective:
     """What one training job must achieve and how energy is traded against time."""
@@ -236,6 +241,10 @@ class Scenario:
     model: ModelConfig = field(default_factory=ModelConfig)
     start_hour: float = 0.0
     """Time of day the job starts, hours (0-24): where a device's `hours` windows begin to count."""
+    switch_s: Optional[float] = None
+    """Seconds a switch to another plan costs this fleet (its shards started on the new devices, the
+    state moved): the simulator's price of a switch. Default: the testbed's (`DEFAULT_SWITCH_S`); boards
+    that start torch cold, or move big models over slow links, take longer."""
     source: Optional[str] = None
     """The file it was loaded from, if any (not a YAML key)."""
 
@@ -244,6 +253,10 @@ class Scenario:
         _check(len(self.devices) > 0, "devices", "must list at least one device")
         _check(isinstance(self.start_hour, (int, float)) and 0 <= self.start_hour < 24, "start_hour",
                f"must be a number of hours from 0 to 24, got {self.start_hour!r}")
+        if self.switch_s is not None:
+            _check(isinstance(self.switch_s, (int, float)) and math.isfinite(self.switch_s)
+                   and 0 <= self.switch_s <= MAX_SWITCH_S, "switch_s",
+                   f"must be a number of seconds from 0 to {MAX_SWITCH_S:.0f}, got {self.switch_s!r}")
         names = [d.name for d in self.devices]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         _check(not duplicates, "devices", f"device names must be unique, repeated: {', '.join(duplicates)}")

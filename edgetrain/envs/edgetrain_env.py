@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from edgetrain.core.availability import hour_of_day
 from edgetrain.core.calibration import default_calibration_path, load_calibration
-from edgetrain.core.config import Availability, Scenario
+from edgetrain.core.config import DEFAULT_SWITCH_S, Availability, Scenario
 from edgetrain.core.objective import EnergyTimeCost
 from edgetrain.core.scenario import load_scenario
 from edgetrain.envs.actions import MAX_DEVICES
@@ -97,7 +97,7 @@ class EdgeTrainEnv(gym.Env):
       `progress`: a function that takes the live runtime's progress lines.
     - `decision_steps`: training steps per decision (default 10).
     - `noise`: relative standard deviation of the simulated time and energy (default 0.05).
-    - `switch_s`: seconds to restart shards on a new plan (default 2.0).
+    - `switch_s`: seconds a switch to another plan costs (default: the scenario's `switch_s`, else 2.0).
     - `recalibrate`: live backends: every interval's measured steps correct the cost model that prices
       later decisions (`edgetrain.envs.recalibration`; default on); `info["prediction"]` then holds the
       interval's measured step against the shipped calibration's and the corrected model's prediction.
@@ -116,7 +116,7 @@ class EdgeTrainEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, scenario=None, calibration=None, backend: str = "sim", decision_steps: int = 10,
-                 noise: float = 0.05, switch_s: float = 2.0, checkpoint_every: int = 5, time_scale: float = 1.0,
+                 noise: float = 0.05, switch_s: Optional[float] = None, checkpoint_every: int = 5, time_scale: float = 1.0,
                  cluster=None, live_dir: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
                  vary_fleet: bool = False, recalibrate: bool = True):
         if backend not in ("sim", "mininet", "cluster"):
@@ -136,6 +136,8 @@ class EdgeTrainEnv(gym.Env):
         self.batch = self.scenario.model.batch_size
         self.target = self.scenario.objective.target_samples
         self.interval_samples = decision_steps * self.batch
+        if switch_s is None:
+            switch_s = DEFAULT_SWITCH_S if self.scenario.switch_s is None else self.scenario.switch_s
         self.rules = rules = JobRules(decision_steps, self.batch, self.target, checkpoint_every, switch_s, noise)
         if backend == "sim":
             self.dynamics: Dynamics = SimDynamics(rules)
@@ -168,7 +170,8 @@ class EdgeTrainEnv(gym.Env):
         """Domain randomisation for training a policy that serves other fleets than the one it learned
         on: half the episodes on the scenario itself, the other half on a random subset (at least two
         devices) of its devices in random slots, with their availability made more or less stable,
-        and devices that were always there sometimes coming and going."""
+        and devices that were always there sometimes coming and going (memoryless, or in sessions of a
+        typical length)."""
         rng = self.np_random
         if rng.random() < 0.5:  # half the episodes on the scenario itself: the fleet the policy is for
             return self.scenario
@@ -182,9 +185,19 @@ class EdgeTrainEnv(gym.Env):
                 availability = dataclasses.replace(
                     availability, mean_up_s=availability.mean_up_s * float(np.exp(rng.uniform(-0.7, 0.7))),
                     mean_down_s=availability.mean_down_s * float(np.exp(rng.uniform(-0.7, 0.7))))
+            elif availability.kind == "sessions":
+                availability = dataclasses.replace(
+                    availability, mean_up_s=availability.mean_up_s * float(np.exp(rng.uniform(-0.7, 0.7))),
+                    mean_down_s=availability.mean_down_s * float(np.exp(rng.uniform(-0.7, 0.7))),
+                    shape=float(rng.uniform(1.5, 5.0)))
             elif availability.kind == "always" and rng.random() < 0.3:
-                availability = Availability("markov", mean_up_s=float(rng.uniform(300, 3600)),
-                                            mean_down_s=float(rng.uniform(60, 300)))
+                if rng.random() < 0.5:
+                    availability = Availability("markov", mean_up_s=float(rng.uniform(300, 3600)),
+                                                mean_down_s=float(rng.uniform(60, 300)))
+                else:  # sessions of a typical length: a device's age says when it leaves
+                    availability = Availability("sessions", mean_up_s=float(rng.uniform(30, 900)),
+                                                mean_down_s=float(rng.uniform(15, 300)),
+                                                shape=float(rng.uniform(1.5, 5.0)))
             varied.append(dataclasses.replace(device, availability=availability))
         return dataclasses.replace(self.scenario, devices=tuple(varied))
 

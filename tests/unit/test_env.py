@@ -131,3 +131,38 @@ def test_varied_fleets_use_subsets_in_random_slots_and_stay_valid(calibration):
     again = EdgeTrainEnv(scenario=TINY, calibration=calibration, vary_fleet=True)
     again.reset(seed=29)
     assert tuple(again.names) == tuple(env.names)  # seeded: the same episode gets the same fleet
+
+
+def test_a_scenario_prices_its_own_switches_and_an_explicit_switch_time_overrides_it():
+    """smart-home-sessions says a switch costs its fleet 8 s: the simulator charges that (an interval that
+    switches takes 8 s longer than one that keeps its plan), unless the env is given another figure."""
+    env = EdgeTrainEnv(scenario="smart-home-sessions", noise=0.0)
+    assert env.rules.switch_s == 8.0
+    assert EdgeTrainEnv(scenario="smart-home-sessions", switch_s=3.0).rules.switch_s == 3.0
+    assert EdgeTrainEnv(scenario="smart-home").rules.switch_s == 2.0  # the scenario does not say: the default
+    env.reset(seed=4)
+    always = env.resolve("local", [env.names.index("orin-nano")])  # orin-nano never leaves
+    _, _, _, _, first = env.step(always)
+    _, _, _, _, kept = env.step(always)
+    assert first["switched"] and not kept["switched"]
+    assert first["time_s"] - kept["time_s"] == pytest.approx(8.0, rel=1e-6)
+
+
+def test_varied_fleets_also_come_and_go_in_sessions_of_varied_length():
+    """Domain randomisation deals sessions with other lengths and shapes, so that a policy learns to
+    read a device's age on fleets it was not trained on."""
+    env = EdgeTrainEnv(scenario="smart-home-sessions", vary_fleet=True)
+    laptops = set()
+    made_sessions = False
+    for seed in range(60):
+        env.reset(seed=seed)
+        for device in env.fleet.scenario.devices:
+            availability = device.availability
+            if availability.kind == "sessions":
+                assert 1.5 <= availability.weibull_shape <= 5.0
+                if device.name == "laptop":
+                    laptops.add(round(availability.mean_up_s, 3))
+                if device.name in ("orin-nano", "pi4"):  # always there in the scenario
+                    made_sessions = True
+    assert len(laptops) > 10  # the laptop's sessions got other lengths, not only the scenario's 40 s
+    assert made_sessions

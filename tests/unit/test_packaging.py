@@ -29,8 +29,8 @@ def test_a_non_editable_install_ships_the_scenarios_and_calibrations(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith(str(target))  # the installed copy, not the repository
-    assert {line.split()[0] for line in lines[1:]} == {"smart-home", "smart-home-busy", "workshop", "jetson-lab",
-                                                       "big-model"}
+    assert {line.split()[0] for line in lines[1:]} == {"smart-home", "smart-home-busy", "smart-home-sessions",
+                                                       "workshop", "jetson-lab", "big-model"}
     measured_on = {line.split()[0]: line.split()[1] for line in lines[1:]}
     assert measured_on.pop("jetson-lab") == "jetson-lab"  # its own devices, its own calibration
     assert measured_on.pop("big-model") == "big-model"  # its own model and memory caps

@@ -55,6 +55,8 @@ def test_good_scenario_parses_with_defaults():
     (_availability("{kind: markov, mean_up_s: 5, mean_down_s: 5, shape: 2}"),
      "x.yaml: devices[0].availability.shape: does not apply to availability kind 'markov'"),
     (GOOD + "start_hour: 25\n", "x.yaml: start_hour: must be a number of hours from 0 to 24"),
+    (GOOD + "switch_s: -1\n", "x.yaml: switch_s: must be a number of seconds from 0 to 600"),
+    (GOOD + "switch_s: fast\n", "x.yaml: switch_s: must be a number of seconds from 0 to 600"),
     (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, charging_hours: [[0, 6]]"),
      "x.yaml: devices[0].charging_hours: needs battery_wh"),
     (GOOD.replace("bandwidth_mbps: 10", "bandwidth_mbps: 10, battery_wh: 5, charging_hours: [[6, 0]]"),
