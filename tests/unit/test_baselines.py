@@ -97,3 +97,41 @@ def test_the_battery_reserve_does_not_strand_a_fleet_of_battery_devices():
     costs = {name: sum(run_episode(env, BASELINES[name](0), 2000 + e)["zeus_cost"] for e in range(3))
              for name in ("greedy", "heuristic")}
     assert costs["heuristic"] <= 1.05 * costs["greedy"], costs
+
+
+def test_a_plans_expected_stay_follows_its_members_availability_and_age():
+    """The heuristic's switch payback counts the samples a new plan is expected to train before a member
+    leaves: for a Markov device its mean time up whatever its age; for sessions of a typical length
+    (Weibull shape 4) much less late in a session than at its start; for a device always there, the
+    whole horizon; for a plan, less than for any of its members."""
+    import dataclasses
+
+    from edgetrain.agents.baselines import expected_stay_s
+    from edgetrain.core.config import Availability
+    scenario = load_scenario("smart-home-sessions")  # laptop: sessions of 40 s, shape 4
+    env = EdgeTrainEnv(scenario=scenario)
+    env.reset(seed=0)
+    slot = {name: i for i, name in enumerate(env.names)}
+    laptop, orin = env.resolve("local", [slot["laptop"]]), env.resolve("local", [slot["orin-nano"]])
+
+    def aged(env, seconds):  # the laptop up for this long
+        ups = list(env.state.world.up_for_s)
+        ups[slot["laptop"]] = seconds
+        env.state = dataclasses.replace(env.state, world=dataclasses.replace(env.state.world, up_for_s=tuple(ups)))
+
+    aged(env, 0.0)
+    fresh = expected_stay_s(env, laptop, 1000.0)
+    aged(env, 40.0)
+    late = expected_stay_s(env, laptop, 1000.0)
+    assert fresh == pytest.approx(40.0, rel=0.05) and late < 0.5 * fresh
+    assert expected_stay_s(env, orin, 500.0) == pytest.approx(500.0)
+    both = env.resolve("dp", [slot["laptop"], slot["orin-nano"], slot["xavier-nx"]])
+    assert expected_stay_s(env, both, 1000.0) < late
+    markov = dataclasses.replace(scenario, devices=tuple(
+        dataclasses.replace(d, availability=Availability("markov", mean_up_s=40.0, mean_down_s=20.0))
+        if d.name == "laptop" else d for d in scenario.devices))
+    env = EdgeTrainEnv(scenario=markov)
+    env.reset(seed=0)
+    for age in (0.0, 40.0, 200.0):
+        aged(env, age)
+        assert expected_stay_s(env, env.resolve("local", [slot["laptop"]]), 2000.0) == pytest.approx(40.0, rel=0.05)
