@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from sb3_contrib import MaskablePPO
@@ -54,11 +55,19 @@ class TrainConfig:
     clip_range: float = 0.2
     ent_coef: float = 0.0
     net_arch: tuple[int, ...] = (128, 128)
+    network: str = "mlp"
+    """The policy network: "mlp", SB3's MLP over the flattened offer, or "scorer", one scorer shared by
+    every offered plan (edgetrain.agents.scorer; measured no better, see there)."""
     decision_steps: int = 10
     """Training steps per decision of the environment."""
     imitate_steps: int = 50_000
     """Warm start: first clone the teacher's decisions over this many simulated decisions (actor and
     critic), then improve on it with PPO; 0: PPO from scratch."""
+    dagger_rounds: int = 2
+    """Of the imitated decisions, all but the first share are collected in this many DAgger rounds (Ross,
+    Gordon and Bagnell, AISTATS 2011): the student drives, the teacher labels the states the student's
+    own choices lead to (a student that keeps a plan the teacher would have left learns, there, to
+    leave it); 0: plain behaviour cloning."""
     teacher: str = "lifetime_oracle"
     """Whom the warm start imitates (`TEACHERS`): by default a privileged one that knows each episode's
     availability trace, which the policy never sees (see `imitate`)."""
@@ -66,6 +75,9 @@ class TrainConfig:
     vary_fleet: bool = True
     """Every simulated episode on a random subset of the devices in random slots, with varied
     availability, so that the policy serves fleets it was not trained on."""
+    vary_links: bool = True
+    """Train on each task as measured and on its fleet with links 4x slower and 4x faster
+    (`LINK_FACTORS`), the simulators taking the variants in turn, episode by episode."""
     checkpoint_every: int = 10_000
     """Save the policy every this many environment steps."""
     online_steps: int = 0
@@ -177,6 +189,37 @@ class Task:
     calibration: dict
 
 
+LINK_FACTORS = (0.25, 4.0)
+"""`vary_links`: besides each task as measured, its fleet on links this many times as fast (jetson-lab's
+links are 5-7x slower than smart-home's: how much communication weighs against compute is what sets
+which plan is cheapest, and what a policy trained on one fleet must not take for granted)."""
+
+
+def with_links_scaled(task: Task, factor: float) -> Task:
+    """The task on links `factor` times as fast: every device's bandwidth, and the calibration's measured
+    transfer times beyond their latency (and its record of the emulated links, so that it still matches
+    the scenario), scaled."""
+    import copy
+    import dataclasses
+    calibration = copy.deepcopy(task.calibration)
+    for link in calibration["links"].values():
+        latency = link["latency_s"]
+        for table in ("transfer_s", "exchange_s"):
+            if table in link:
+                link[table] = {size: latency + max(t - latency, 0.0) / factor for size, t in link[table].items()}
+        if "mbps" in link:
+            link["mbps"] *= factor
+    for device in calibration.get("emulation", {}).get("devices", {}).values():
+        device["bandwidth_mbps"] *= factor
+    scenario = dataclasses.replace(task.scenario, devices=tuple(
+        dataclasses.replace(d, bandwidth_mbps=d.bandwidth_mbps * factor) for d in task.scenario.devices))
+    return Task(scenario, calibration)
+
+
+def with_varied_links(tasks: list[Task]) -> list[Task]:
+    return [varied for task in tasks for varied in [task] + [with_links_scaled(task, f) for f in LINK_FACTORS]]
+
+
 def general_tasks(exclude: tuple[str, ...] = ()) -> list[Task]:
     """What the general policy trains on: every built-in scenario that ships a calibration (fleets and
     models of several families, so that the policy learns what carries over), but those in `exclude`
@@ -202,11 +245,12 @@ def train(tasks: list[Task], out: str, config: TrainConfig, logdir: str = "train
     torch.set_num_threads(1)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    env_fns = [partial(_monitored_env, tasks[i % len(tasks)], config) for i in range(config.n_envs)]
+    sim_tasks = with_varied_links(tasks) if config.vary_links else tasks
+    env_fns = [partial(_monitored_env, sim_tasks, i, config) for i in range(config.n_envs)]
     env = (SubprocVecEnv if config.subproc else DummyVecEnv)(env_fns)
     env.seed(config.seed)
     model = MaskablePPO(
-        "MlpPolicy", env, learning_rate=config.learning_rate, n_steps=config.n_steps,
+        policy_class(config), env, learning_rate=config.learning_rate, n_steps=config.n_steps,
         batch_size=config.batch_size, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
         clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
         policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=logdir)
@@ -214,10 +258,10 @@ def train(tasks: list[Task], out: str, config: TrainConfig, logdir: str = "train
         _start_from(model, init)
         _say(f"fine-tuning {init} on {', '.join(t.scenario.name for t in tasks)} (no imitation)")
     elif config.imitate_steps > 0:
-        imitation = imitate(model, tasks, config, progress=_say)
+        imitation = imitate(model, sim_tasks, config, progress=_say)
         (out_dir / "imitation.json").write_text(json.dumps(imitation, indent=2))
     _say("pricing the references for the learning curve: " + ", ".join(REFERENCES) + " on 8 simulated jobs")
-    references = reference_costs(tasks, config, progress=_say)
+    references = reference_costs(sim_tasks, config, progress=_say)
     (out_dir / "references.json").write_text(json.dumps(references, indent=2))
     name = run_name(tasks[0].scenario.name if len(tasks) == 1 else "general", "maskableppo", config.seed)
     checkpoints = CheckpointCallback(save_freq=max(config.checkpoint_every // config.n_envs, 1),
@@ -236,9 +280,42 @@ def train(tasks: list[Task], out: str, config: TrainConfig, logdir: str = "train
     return zip_path, export_onnx(model, out_dir / "policy.onnx"), Path(logdir) / f"{name}_1"
 
 
-def _monitored_env(task: Task, config: TrainConfig):
-    return Monitor(EdgeTrainEnv(scenario=task.scenario, calibration=task.calibration,
-                                decision_steps=config.decision_steps, vary_fleet=config.vary_fleet))
+def policy_class(config: TrainConfig):
+    if config.network == "mlp":
+        return "MlpPolicy"
+    from edgetrain.agents.scorer import OfferScorerPolicy
+    return OfferScorerPolicy
+
+
+class TaskCycle(gym.Env):
+    """One simulator slot that trains on several tasks: each episode on the next task, starting from
+    `first` (so that the slots of a vector env start on different ones). Seeded resets stay
+    reproducible: each episode's seed is drawn from this env's own seeded generator."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, tasks: list[Task], first: int, config: TrainConfig):
+        self.envs = [EdgeTrainEnv(scenario=t.scenario, calibration=t.calibration, decision_steps=config.decision_steps,
+                                  vary_fleet=config.vary_fleet) for t in tasks]
+        self.next_task = first % len(tasks)
+        self.current = self.envs[self.next_task]
+        self.observation_space, self.action_space = self.current.observation_space, self.current.action_space
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.current = self.envs[self.next_task]
+        self.next_task = (self.next_task + 1) % len(self.envs)
+        return self.current.reset(seed=int(self.np_random.integers(2 ** 31)), options=options)
+
+    def step(self, action):
+        return self.current.step(action)
+
+    def action_masks(self):
+        return self.current.action_masks()
+
+
+def _monitored_env(tasks: list[Task], first: int, config: TrainConfig):
+    return Monitor(TaskCycle(tasks, first, config))
 
 
 def _start_from(model: MaskablePPO, path: str) -> None:
@@ -248,7 +325,11 @@ def _start_from(model: MaskablePPO, path: str) -> None:
     if not path.endswith(".zip"):
         raise UserError(f"--init {path}: fine-tuning starts from a policy.zip (the ONNX export holds no training state)")
     load_policy(path).check_fits(model.observation_space.shape[0], int(model.action_space.n))
-    model.policy.load_state_dict(MaskablePPO.load(path, device="cpu").policy.state_dict())
+    start = MaskablePPO.load(path, device="cpu").policy
+    if type(start) is not type(model.policy):
+        raise UserError(f"--init {path}: that policy's network is {type(start).__name__}, not "
+                        f"{type(model.policy).__name__}: pass the --network it was trained with")
+    model.policy.load_state_dict(start.state_dict())
 
 
 def _offered_choice(env: EdgeTrainEnv, ranked) -> int:
@@ -298,55 +379,76 @@ def imitate(model: MaskablePPO, tasks: list[Task], config: TrainConfig, progress
     envs = [EdgeTrainEnv(scenario=t.scenario, calibration=t.calibration, decision_steps=config.decision_steps,
                          vary_fleet=config.vary_fleet) for t in tasks]
     teacher = make_teacher(config.teacher, config.seed)
-    observations, masks, actions, returns = [], [], [], []
-    episode = 0
-    who = config.teacher.replace("_", " ")
-    progress(f"imitating the {who}: collecting {config.imitate_steps} simulated decisions")
-    while len(observations) < config.imitate_steps:
-        env = envs[episode % len(envs)]
-        obs, _ = env.reset(seed=config.seed * 100_003 + episode)
-        episode += 1
-        rewards = []
-        for _ in range(2_000):
-            action = teacher(env, obs)
-            observations.append(obs)
-            masks.append(env.action_masks())
-            actions.append(action)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            rewards.append(reward)
-            if terminated or truncated:
-                break
-        discounted, running = [], 0.0
-        for reward in reversed(rewards):  # the episode ends at its target: nothing to bootstrap
-            running = reward + config.gamma * running
-            discounted.append(running)
-        returns.extend(reversed(discounted))
     policy = model.policy
-    obs_t = torch.as_tensor(np.array(observations), dtype=torch.float32)
-    mask_t = torch.as_tensor(np.array(masks), dtype=torch.bool)
-    act_t = torch.as_tensor(np.array(actions), dtype=torch.int64)
-    ret_t = torch.as_tensor(np.array(returns), dtype=torch.float32)
+    who = config.teacher.replace("_", " ")
+    data = {"observations": [], "masks": [], "actions": [], "returns": []}
+    episode = 0
+
+    def collect(decisions: int, student: bool) -> None:
+        """Episodes until `decisions` more are labelled by the teacher; the student's own actions drive
+        them in a DAgger round (the teacher labels the states the student gets itself into)."""
+        nonlocal episode
+        wanted = len(data["actions"]) + decisions
+        while len(data["actions"]) < wanted:
+            env = envs[episode % len(envs)]
+            obs, _ = env.reset(seed=config.seed * 100_003 + episode)
+            episode += 1
+            rewards = []
+            for _ in range(2_000):
+                label, mask = teacher(env, obs), env.action_masks()
+                data["observations"].append(obs)
+                data["masks"].append(mask)
+                data["actions"].append(label)
+                action = label
+                if student:
+                    with torch.no_grad():
+                        action, _ = model.predict(obs, action_masks=mask, deterministic=True)
+                obs, reward, terminated, truncated, _ = env.step(int(action))
+                rewards.append(reward)
+                if terminated or truncated:
+                    break
+            discounted, running = [], 0.0
+            for reward in reversed(rewards):  # the episode ends at its target: nothing to bootstrap
+                running = reward + config.gamma * running
+                discounted.append(running)
+            data["returns"].extend(reversed(discounted))
+
+    def fit(epochs: int) -> tuple:
+        obs_t = torch.as_tensor(np.array(data["observations"]), dtype=torch.float32)
+        mask_t = torch.as_tensor(np.array(data["masks"]), dtype=torch.bool)
+        act_t = torch.as_tensor(np.array(data["actions"]), dtype=torch.int64)
+        ret_t = torch.as_tensor(np.array(data["returns"]), dtype=torch.float32)
+        policy.set_training_mode(True)
+        for epoch in range(epochs):
+            for batch in torch.randperm(len(obs_t), generator=generator).split(config.batch_size):
+                values, log_prob, _ = policy.evaluate_actions(obs_t[batch], act_t[batch], action_masks=mask_t[batch])
+                loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), ret_t[batch])
+                policy.optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+                policy.optimizer.step()
+        policy.set_training_mode(False)
+        return obs_t, mask_t, act_t
+
     generator = torch.Generator().manual_seed(config.seed)
-    policy.set_training_mode(True)
-    progress(f"imitating the {who}: {len(observations)} decisions of {episode} jobs collected; "
-             f"{config.imitate_epochs} epochs of behaviour cloning")
-    for epoch in range(config.imitate_epochs):
-        if epoch and epoch % 5 == 0:
-            progress(f"imitating the {who}: epoch {epoch}/{config.imitate_epochs}")
-        for batch in torch.randperm(len(obs_t), generator=generator).split(config.batch_size):
-            values, log_prob, _ = policy.evaluate_actions(obs_t[batch], act_t[batch], action_masks=mask_t[batch])
-            loss = -log_prob.mean() + 0.5 * torch.nn.functional.mse_loss(values.flatten(), ret_t[batch])
-            policy.optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
-            policy.optimizer.step()
-    policy.set_training_mode(False)
+    rounds = config.dagger_rounds
+    first = config.imitate_steps // (rounds + 1)
+    progress(f"imitating the {who}: collecting {first} simulated decisions, then {rounds} DAgger rounds")
+    collect(first, student=False)
+    fit(config.imitate_epochs)
+    for k in range(rounds):
+        collect((config.imitate_steps - first) // rounds, student=True)
+        progress(f"imitating the {who}: DAgger round {k + 1}/{rounds}: {len(data['actions'])} labelled decisions "
+                 f"of {episode} jobs; {config.imitate_epochs} epochs of behaviour cloning")
+        obs_t, mask_t, act_t = fit(config.imitate_epochs)
+    if not rounds:
+        obs_t, mask_t, act_t = fit(0)
     sample = torch.randperm(len(obs_t), generator=generator)[:1000]
     with torch.no_grad():
         distribution = policy.get_distribution(obs_t[sample], action_masks=mask_t[sample].numpy())
         chosen = distribution.get_actions(deterministic=True)
     agreement = (chosen == act_t[sample]).float().mean().item()
-    return {"teacher": config.teacher, "decisions": len(obs_t), "episodes": episode,
+    return {"teacher": config.teacher, "dagger_rounds": rounds, "decisions": len(obs_t), "episodes": episode,
             "agreement_with_teacher": agreement}
 
 
@@ -360,7 +462,7 @@ def fine_tune_online(model: MaskablePPO, scenario, calibration, config: TrainCon
     live.seed(config.seed)
     n_steps = min(config.online_n_steps, config.online_steps)
     online = MaskablePPO(
-        "MlpPolicy", live, learning_rate=config.online_learning_rate, n_steps=n_steps,
+        policy_class(config), live, learning_rate=config.online_learning_rate, n_steps=n_steps,
         batch_size=n_steps, n_epochs=config.n_epochs, gamma=config.gamma, gae_lambda=config.gae_lambda,
         clip_range=config.clip_range, ent_coef=config.ent_coef, seed=config.seed, verbose=0, device="cpu",
         policy_kwargs={"net_arch": list(config.net_arch)}, tensorboard_log=model.tensorboard_log)

@@ -572,6 +572,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clip-range", type=float, default=0.2)
     train.add_argument("--ent-coef", type=float, default=0.0)
     train.add_argument("--net-arch", default="128,128", help="hidden layer sizes (default: 128,128)")
+    train.add_argument("--network", choices=("mlp", "scorer"), default="mlp",
+                       help="mlp: SB3's MLP over the offered plans (default); scorer: one network scores every offer")
     train.add_argument("--decision-steps", type=int, default=10, help="training steps per decision")
     train.add_argument("--imitate-steps", type=int, default=50_000,
                        help="warm start: clone the teacher over N simulated decisions first (0: off)")
@@ -580,8 +582,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="whom the warm start imitates (default: lifetime_oracle, which knows the simulated "
                             "availability trace the policy never sees)")
     train.add_argument("--imitate-epochs", type=int, default=20)
+    train.add_argument("--dagger-rounds", type=int, default=2,
+                       help="of the imitated decisions, collect all but the first share in N rounds where the "
+                            "policy drives and the teacher labels (DAgger; 0: plain behaviour cloning)")
     train.add_argument("--vary-fleet", action=argparse.BooleanOptionalAction, default=True,
                        help="train on random subsets of the devices with varied availability (default: on)")
+    train.add_argument("--vary-links", action=argparse.BooleanOptionalAction, default=True,
+                       help="also train on each fleet with links 4x slower and 4x faster (default: on)")
     train.add_argument("--checkpoint-every", type=int, default=10_000, help="save the policy every N env steps")
     train.add_argument("--online-steps", type=int, default=0,
                        help="then fine-tune for N decisions on the live mininet testbed (root; default: 0)")
