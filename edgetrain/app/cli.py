@@ -178,6 +178,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     values["net_arch"] = tuple(int(x) for x in args.net_arch.split(","))
     if values["timesteps"] < 1 or values["n_envs"] < 1:
         raise UserError("--timesteps and --n-envs must be at least 1")
+    if values["validate_every"] < 0 or values["validation_episodes"] < 1:
+        raise UserError("--validate-every must be at least 0 and --validation-episodes at least 1")
     if values["online_steps"] < 0 or values["online_n_steps"] < 1:
         raise UserError("--online-steps must be at least 0 and --online-n-steps at least 1")
     if values["online_steps"]:
@@ -590,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--vary-links", action=argparse.BooleanOptionalAction, default=True,
                        help="also train on each fleet with links 4x slower and 4x faster (default: on)")
     train.add_argument("--checkpoint-every", type=int, default=10_000, help="save the policy every N env steps")
+    train.add_argument("--validate-every", type=int, default=20_000,
+                       help="price the policy against greedy on simulated jobs every N env steps and keep the "
+                            "best one seen, not the last (default: 20000; 0: keep the last)")
+    train.add_argument("--validation-episodes", type=int, default=24, help="simulated jobs per validation (default: 24)")
     train.add_argument("--online-steps", type=int, default=0,
                        help="then fine-tune for N decisions on the live mininet testbed (root; default: 0)")
     train.add_argument("--online-n-steps", type=int, default=16, help="live decisions per online rollout (default: 16)")

@@ -47,9 +47,9 @@ class EdgeTrainEnv(gym.Env):
     index (`env.resolve(kind, slots)`, `env.candidate_plans()`).
 
     ## Observation Space
-    `Box(0, 1, (16 * 19 + 6,))`, all features normalised to [0, 1], what each offered plan costs this
+    `Box(0, 1, (16 * 20 + 6,))`, all features normalised to [0, 1], what each offered plan costs this
     job on these devices rather than which slot holds which device, so that a policy carries over to
-    fleets and models it was not trained on. Per offered plan (row r, features 19*r + c):
+    fleets and models it was not trained on. Per offered plan (row r, features 20*r + c):
 
     | c | feature |
     |---|---|
@@ -67,8 +67,9 @@ class EdgeTrainEnv(gym.Env):
     | 11 | switch time / interval time (0 for the plan running now) |
     | 12 | its devices / the fleet's devices |
     | 13..18 | kind, one-hot (local, dp, pp, tp, sp, hybrid) |
+| 19 | switch payback x / (1 + x): x = its relative cost gain over the running plan x the seconds it is expected to run (until a member leaves, from feature 7, or the job ends) / switch time; 0.5 for the running plan, 0 if no cheaper, 1 for all when no plan runs |
 
-    then the job (index 304 on): progress (samples / target), time of day as 0.5 + 0.5 sin and
+    then the job (index 320 on): progress (samples / target), time of day as 0.5 + 0.5 sin and
     0.5 + 0.5 cos of its angle (the scenario's `start_hour` plus the job's clock), the share of the fleet
     available, the last interval failed, a plan is running.
 
@@ -285,7 +286,8 @@ class EdgeTrainEnv(gym.Env):
         self.offered = offer.offer(world.available, state.plan) if world.available else []
         hour = self.hour_of_day()
         obs = np.empty(OBSERVATION_SIZE, dtype=np.float32)
-        obs[: MAX_CANDIDATES * CANDIDATE_FEATURES] = offer.features(self.offered, world, state.plan, hour).ravel()
+        obs[: MAX_CANDIDATES * CANDIDATE_FEATURES] = offer.features(
+            self.offered, world, state.plan, hour, self.target - state.samples).ravel()
         obs[MAX_CANDIDATES * CANDIDATE_FEATURES:] = job_features(
             state.samples / self.target, hour, world.available, self.fleet.n, state.failed, state.plan is not None)
         return obs

@@ -14,7 +14,8 @@ def trained(tmp_path_factory):
     result = run_cli("train", "--scenario", "smart-home", "--timesteps", "1024", "--n-envs", "2", "--n-steps", "128",
                      "--batch-size", "64",
                      "--n-epochs", "2", "--seed", "3", "--out", str(out), "--logdir", str(logs), "--no-progress",
-                     "--checkpoint-every", "512", "--imitate-steps", "2000", timeout=600)
+                     "--checkpoint-every", "512", "--imitate-steps", "2000",
+                     "--validate-every", "512", "--validation-episodes", "4", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return out, logs
 
@@ -39,6 +40,45 @@ def test_training_leaves_policy_files_checkpoints_and_a_tensorboard_run(trained)
         assert events.Scalars(f"sched/reference/{name}_high")[-1].value == pytest.approx(
             figures["mean"] + figures["std"], rel=1e-6)
     assert references["clairvoyant"]["mean"] <= references["greedy"]["mean"] * 1.02
+
+
+def test_training_keeps_the_policy_that_validated_best_not_the_last(trained):
+    """Validation prices the policy against greedy before PPO's first update and every 512 steps; the
+    saved policy is the best of those (re-priced here on the same seeded jobs), and a policy made worse
+    afterwards (its action head scrambled) is replaced by the best one when training ends."""
+    import json
+
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from edgetrain.agents.train import Task, TrainConfig, ValidationCallback, with_varied_links
+    from edgetrain.core.calibration import default_calibration_path, load_calibration
+    from edgetrain.core.scenario import load_scenario
+    out, _ = trained
+    summary = json.loads((out / "validation.json").read_text())
+    steps = [h["timesteps"] for h in summary["history"]]
+    assert steps[0] == 0 and steps[-1] >= 1024 and len(steps) >= 3
+    assert summary["kept_vs_greedy"] == min(h["vs_greedy"] for h in summary["history"])
+
+    scenario = load_scenario("smart-home")
+    tasks = with_varied_links([Task(scenario, load_calibration(default_calibration_path(scenario)))])
+    from stable_baselines3.common.logger import configure
+    model = MaskablePPO.load(out / "policy.zip", device="cpu")
+    model.set_logger(configure(None, []))
+    check = ValidationCallback(tasks, TrainConfig(seed=3, validation_episodes=4))
+    check.init_callback(model)
+    check._on_training_start()
+    check._validate()
+    assert check.history[-1]["vs_greedy"] == pytest.approx(summary["kept_vs_greedy"], rel=1e-9)
+    kept = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        for weight in model.policy.action_net.parameters():
+            weight.copy_(torch.randn(weight.shape, generator=generator) * 10)
+    check._validate()
+    assert check.history[-1]["vs_greedy"] > check.history[0]["vs_greedy"]  # a scrambled head chooses worse
+    check._on_training_end()
+    assert all(torch.equal(v, kept[k]) for k, v in model.policy.state_dict().items())
 
 
 def test_onnx_and_sb3_policies_choose_the_same_actions(trained):

@@ -86,6 +86,29 @@ def test_an_offer_shows_the_risk_of_a_device_that_has_been_up_long():
     assert checked >= 3
 
 
+def test_the_switch_payback_feature_weighs_the_gain_against_the_switch_time():
+    """Feature 19: with no plan running every offer is a forced switch (1); once a dear plan runs, it
+    reads 0.5 (break-even), cheaper offers more, and less when a switch costs 100x more time; offers no
+    cheaper than the running plan read 0."""
+    def observe(switch_s):
+        env = EdgeTrainEnv(scenario="smart-home", switch_s=switch_s)
+        obs, _ = env.reset(seed=1)
+        assert (_rows(obs)[: len(env.offered), 19] == 1.0).all()
+        dear = max(env.candidate_plans(), key=lambda p: env._offers[env.names].cost_per_sample(p))
+        obs, _, _, _, info = env.step(dear)
+        assert not info["failures"]
+        offer = env._offers[env.names]
+        costs = np.array([offer.cost_per_sample(p) for p in env.offered])
+        return _rows(obs)[: len(env.offered), 19], costs, env.index_of(dear)
+
+    cheap, costs, current = observe(0.5)
+    dear, _, _ = observe(50.0)
+    assert cheap[current] == dear[current] == 0.5
+    cheaper = costs < costs[current]
+    assert cheaper.any() and (cheap[cheaper] > 0.5).all() and (dear[cheaper] < cheap[cheaper]).all()
+    assert (cheap[~cheaper & (np.arange(len(costs)) != current)] == 0).all()
+
+
 class _OldLayout(gym.Env):
     """The observation and action layout of EdgeTrain-v0 before the job-aware policy."""
 
@@ -111,7 +134,7 @@ def test_a_policy_saved_for_another_layout_is_refused_in_one_sentence(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     from edgetrain.envs.edgetrain_env import MAX_CANDIDATES, OBSERVATION_SIZE
-    assert OBSERVATION_SIZE == 16 * 19 + 6  # 16 offers of 19 features (kind one-hot with hybrid), 6 of the job
+    assert OBSERVATION_SIZE == 16 * 20 + 6  # 16 offers of 20 features (kind one-hot with hybrid, payback), 6 of the job
     assert "was trained for observations of 87 features and 21 action-mask entries, and EdgeTrain-v0 now has " \
            f"{OBSERVATION_SIZE} and {MAX_CANDIDATES}" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
