@@ -94,6 +94,27 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+HEAD_TO_HEAD = ("greedy", "heuristic", "clairvoyant")
+"""What the policy is judged against, trace by trace: the rule a person would write, the tuned rule,
+and the planner that knows the trace (a bound, not a rival)."""
+
+
+def head_to_head(report: dict) -> list[str]:
+    """One line per reference: the mean over traces of the policy's cost / the reference's on the same
+    trace, and on how many traces it was cheaper, dearer (by more than 0.1%) or level."""
+    per_episode = report["per_episode_zeus_cost"]
+    lines = []
+    for other in (name for name in HEAD_TO_HEAD if name in per_episode and "policy" in per_episode):
+        pairs = [(p, o) for p, o in zip(per_episode["policy"], per_episode[other]) if p == p and o == o]
+        if not pairs:
+            continue
+        ratios = np.array([p / o for p, o in pairs])
+        lines.append(f"policy / {other}: {ratios.mean():.3f}x Zeus cost per sample (mean over {len(pairs)} traces); "
+                     f"cheaper on {int((ratios < 0.999).sum())}, dearer on {int((ratios > 1.001).sum())}, "
+                     f"level on {int(((ratios >= 0.999) & (ratios <= 1.001)).sum())}")
+    return lines
+
+
 def plot_tradeoff(env: EdgeTrainEnv, report: dict, path: Path) -> Path:
     """Predicted energy vs time per sample of every plan on all devices, the policy's plan marked."""
     import matplotlib

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgetrain.core.errors import RunError, UserError
+from edgetrain.core.scenario import DEFAULT_SCENARIO
+
+SCENARIO_HELP = f"scenario file or built-in name (default: {DEFAULT_SCENARIO})"
 
 if TYPE_CHECKING:
     from edgetrain.core.plans import Plan
@@ -468,7 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train for real with one plan",
                          description="Train the scenario's model for real with one plan: one process per device.")
-    run.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    run.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     run.add_argument("--plan", required=True, help="KIND:DEV,DEV,... with KIND in local, dp, pp, tp, sp; or "
                      "hybrid:DEV+DEV=BLOCKS/DEV=BLOCKS@MICROBATCHES")
     run.add_argument("--steps", type=int, default=10, help="training steps to run (default: 10)")
@@ -516,7 +519,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate.add_argument("action", choices=["check", "up", "clean"],
                          help="check: measure links and CPU shares; up: bring the testbed up until Ctrl-C; "
                               "clean: remove what a crashed run left behind")
-    emulate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    emulate.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     emulate.add_argument("--json", default=None, help="check: write the report here")
     emulate.add_argument("--seconds", type=float, default=3.0, help="check: seconds per measurement")
     emulate.add_argument("--cfs-period-ms", type=float, default=None,
@@ -528,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     calibrate = sub.add_parser("calibrate", aliases=["profile"],
                                help="measure the devices and links the cost model is built from (a calibration)")
-    calibrate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    calibrate.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     calibrate.add_argument("--backend", choices=["local", "mininet"], default="mininet")
     calibrate.add_argument("--cluster", default=None, help="measure real devices listed in this cluster file instead")
     calibrate.add_argument("--out", required=True, help="the calibration JSON to write")
@@ -544,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="the cheapest plan of each family (one device, dp, pp, tp, sp, hybrid) "
                                        "on a set of devices, from the cost model")
-    plan.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    plan.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     plan.add_argument("--devices", default=None, help="DEV,DEV,... (default: every device of the scenario)")
     plan.add_argument("--calibration", "--profile", default=None,
                       help="a calibration JSON (default: the one shipped with a built-in scenario)")
@@ -606,7 +609,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="a policy against the baselines, on the same seeded traces")
-    evaluate.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    evaluate.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     evaluate.add_argument("--policy", default=None, help="policy.zip or policy.onnx from `edgetrain train` (baselines only without)")
     evaluate.add_argument("--calibration", "--profile", default=None, help="calibration of the simulator (default: the shipped one)")
     evaluate.add_argument("--episodes", type=int, default=10)
@@ -623,7 +626,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--policy", required=True, help="policy.zip or policy.onnx from `edgetrain train`")
     where = deploy.add_mutually_exclusive_group()
     where.add_argument("--scenario", default=None,
-                       help="bring up this scenario's emulated testbed (root; default: smart-home)")
+                       help=f"bring up this scenario's emulated testbed (root; default: {DEFAULT_SCENARIO})")
     where.add_argument("--cluster", default=None, help="drive the real devices of this cluster file "
                                                        "(each running `edgetrain worker`)")
     deploy.add_argument("--calibration", "--profile", default=None, help="calibration of the devices (default: the scenario's shipped one)")
@@ -640,11 +643,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")
     scenario.add_argument("action", choices=["list", "validate", "show"])
-    scenario.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    scenario.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     scenario.set_defaults(func=cmd_scenario)
 
     plans = sub.add_parser("plans", help="list the plans a scenario's devices can run")
-    plans.add_argument("--scenario", default=None, help="scenario file or built-in name (default: smart-home)")
+    plans.add_argument("--scenario", default=None, help=SCENARIO_HELP)
     plans.add_argument("--max-devices", type=int, default=3, help="largest device group to list (default: 3)")
     plans.add_argument("--all", action="store_true", help="also list infeasible plans, with the reason")
     plans.set_defaults(func=cmd_plans)

@@ -19,7 +19,8 @@ from edgetrain.core.catalog import CATALOG
 from edgetrain.core.config import Availability, ConfigValueError, DeviceConfig, ModelConfig, Objective, Scenario
 from edgetrain.core.errors import ScenarioError
 
-DEFAULT_SCENARIO = "smart-home"
+DEFAULT_SCENARIO = "smart-home-sessions"
+"""A world where foresight pays (its file says why): smart-home's devices in sessions of a typical length."""
 
 
 def builtin_dir() -> Path:

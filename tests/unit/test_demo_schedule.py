@@ -1,5 +1,6 @@
 """`make demo` deploys on a testbed whose availability must make the product show what it is for: the
-laptop, in the cheapest plan, leaves and returns early in the deployment. The testbed's traces follow
+laptop, in the cheapest plan, leaves and returns early in the deployment (several times: the default
+scenario is the foresight world smart-home-sessions, in real time). The testbed's traces follow
 from the deployment's seed; this test derives them the way the live env does and checks the demo's
 promise (edgetrain/app/demo.py, DEPLOY_SEED)."""
 

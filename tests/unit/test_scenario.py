@@ -17,9 +17,13 @@ def _availability(flow: str) -> str:
     return GOOD.replace("bandwidth_mbps: 10", f"bandwidth_mbps: 10, availability: {flow}")
 
 
-def test_default_scenario_is_smart_home_with_five_devices_within_the_cpu_budget():
+def test_default_scenario_is_a_foresight_world_of_five_devices_within_the_cpu_budget():
+    """Issue 10: the default scenario is one where foresight pays: sessions of a typical length (a
+    device's age says when it leaves) and switches that cost more than an interval's decision."""
     scenario = load_scenario()
-    assert scenario.name == "smart-home"
+    assert scenario.name == "smart-home-sessions" and scenario.switch_s >= 5
+    assert {d.availability.kind for d in scenario.devices} == {"sessions", "always"}
+    assert all(d.availability.shape > 1 for d in scenario.devices if d.availability.kind == "sessions")
     assert len(scenario.devices) == 5
     assert len({d.profile for d in scenario.devices}) == 5
     assert sum(d.cpu_share for d in scenario.devices) <= 0.8 + 1e-9

@@ -13,7 +13,7 @@ from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 
 
 def test_the_default_env_runs_on_the_shipped_calibration():
-    env = EdgeTrainEnv()  # smart-home, edgetrain/scenarios/calibrations/smart-home.json
+    env = EdgeTrainEnv()  # smart-home-sessions, whose calibration is smart-home's (the same devices and links)
     check_env(env)
     env.reset(seed=0)
     chosen = env.resolve("dp", range(env.n))  # dp on every device (those available, when it runs)
