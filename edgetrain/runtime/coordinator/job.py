@@ -235,18 +235,52 @@ def _check_devices(job: Job, launcher: Launcher, metrics: RunMetrics) -> None:
         raise DeviceLost(lost, metrics.last_step, time.monotonic())
 
 
-def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str) -> RunError:
+def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str,
+                  messages: "queue.Queue[ShardMessage]") -> RunError:
     """A shard died. If a device vanished, that is the cause (its peers fail with it): give heartbeats
-    the time to tell before blaming the shard."""
-    deadline = time.monotonic() + getattr(launcher, "heartbeat_timeout_s", 0.0) + 1.0
+    the time to tell before blaming the shard. If a device's kernel killed its shard for memory, that
+    is the cause, also when that device went silent first: a memory cgroup at its cap stalls its worker
+    (pages evicted) before the kill, longer than a heartbeat timeout on a loaded machine (measured: the
+    OOM test reported "device lost" once in a CI run). So a device that is silent but still connected
+    is given another heartbeat timeout to report its shard's exit."""
+    grace_s = getattr(launcher, "heartbeat_timeout_s", 0.0)
+    deadline = time.monotonic() + grace_s + 1.0
+    lost: Optional[DeviceLost] = None
+    held: list[ShardMessage] = []
+    try:
+        while True:
+            oom = _oom_report(job, metrics, messages, held)
+            if oom is not None:
+                return oom
+            if lost is None:
+                try:
+                    _check_devices(job, launcher, metrics)
+                except DeviceLost as found:
+                    lost = found
+                    deadline = time.monotonic() + grace_s
+            if lost is not None and (time.monotonic() >= deadline
+                                     or not launcher.silent_but_connected(lost.devices)):
+                return lost
+            if time.monotonic() >= deadline:
+                return RunError(reason)
+            time.sleep(POLL_S)
+    finally:
+        for message in held:  # what was not the cause stays queued for whoever reads next
+            messages.put(message)
+
+
+def _oom_report(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
+                held: list[ShardMessage]) -> Optional[OutOfMemory]:
+    """An OutOfMemory if a queued exit says a device's kernel killed its shard for memory; the other
+    messages read go to `held`."""
     while True:
         try:
-            _check_devices(job, launcher, metrics)
-        except DeviceLost as lost:
-            return lost
-        if time.monotonic() >= deadline:
-            return RunError(reason)
-        time.sleep(POLL_S)
+            message = messages.get_nowait()
+        except queue.Empty:
+            return None
+        if message.event is None and message.out_of_memory:
+            return OutOfMemory([job.plan.devices[message.rank]], metrics.last_step, time.monotonic())
+        held.append(message)
 
 
 def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
@@ -260,7 +294,14 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
     shown_at = 0.0
     heard_at = time.monotonic()
     while len(done) < world:
-        _check_devices(job, launcher, metrics)
+        try:
+            _check_devices(job, launcher, metrics)
+        except DeviceLost as lost:
+            held: list[ShardMessage] = []
+            oom = _oom_report(job, metrics, messages, held)  # a silent device may have said why already
+            for message in held:
+                messages.put(message)
+            raise (oom or lost) from None
         try:
             message = messages.get(timeout=POLL_S)
             heard_at = time.monotonic()
@@ -275,13 +316,13 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
             if message.rank not in done:
                 raise _shard_failed(job, launcher, metrics,
                                     f"the shard on {device} (rank {message.rank}) exited with code "
-                                    f"{message.exit_code} before finishing; its log is in {job.run_dir}")
+                                    f"{message.exit_code} before finishing; its log is in {job.run_dir}", messages)
             continue
         event = message.event
         kind = event["event"]
         if kind == "error":
             raise _shard_failed(job, launcher, metrics,
-                                f"the shard on {device} (rank {message.rank}) failed: {event['message']}")
+                                f"the shard on {device} (rank {message.rank}) failed: {event['message']}", messages)
         if kind == "ready":
             metrics.add_ready(device, event)
             ready_events[device] = event

@@ -58,6 +58,11 @@ class Launcher(ABC):
         """Devices among these that stopped answering (only launchers with heartbeats can tell)."""
         return []
 
+    def silent_but_connected(self, devices: list[str]) -> list[str]:
+        """Devices among these that stopped answering but whose connection is still open (they may yet
+        report); only launchers with heartbeats can tell."""
+        return []
+
     def available_devices(self, devices: list[str]) -> list[str]:
         """Devices among these that could take part in a plan now."""
         return [d for d in devices if d not in self.lost_devices(devices)]

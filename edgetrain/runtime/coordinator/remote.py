@@ -281,6 +281,10 @@ class RemoteLauncher(Launcher):
                 if d not in self.clients or not self.clients[d].connected
                 or self.clients[d].silent_for() > self.heartbeat_timeout_s]
 
+    def silent_but_connected(self, devices: list[str]) -> list[str]:
+        return [d for d in devices if d in self.clients and self.clients[d].connected
+                and self.clients[d].silent_for() > self.heartbeat_timeout_s]
+
     def available_devices(self, devices: list[str]) -> list[str]:
         """The devices that answer now. Those not connected are probed all at once (a device that is
         gone costs one connection timeout in all, not one each: recovery waits on this)."""
