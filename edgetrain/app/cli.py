@@ -208,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"--policy {args.policy}: no such file")
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1")
-    from edgetrain.agents.evaluate import evaluate, plot_learning_curve, plot_tradeoff, table, write
+    from edgetrain.agents.evaluate import evaluate, head_to_head, plot_learning_curve, plot_tradeoff, table, write
     report = evaluate(scenario, calibration, args.policy, args.episodes, seed=args.seed, progress=_progress)
     plots = Path(args.plots) if args.plots else default_plots_dir(args.json)
     plots.mkdir(parents=True, exist_ok=True)
@@ -220,6 +220,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             report["plots"]["learning_curve"] = str(curve)
     write(report, args.json)
     print(table(report))
+    for line in head_to_head(report):
+        print(line)
     print(f"results: {args.json}; plots: {', '.join(report['plots'].values())}")
     return 0
 

@@ -124,6 +124,15 @@ def test_evaluate_compares_the_policy_with_every_baseline_on_the_same_traces(tra
         assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert {"tradeoff", "learning_curve"} <= set(report["plots"])
     assert "clairvoyant" in result.stdout and "Zeus cost/sample" in result.stdout
+    # Trace by trace against each reference: the mean ratio of the same traces, and the counts add up.
+    import re
+    per = report["per_episode_zeus_cost"]
+    for other in ("greedy", "heuristic", "clairvoyant"):
+        line = next(li for li in result.stdout.splitlines() if li.startswith(f"policy / {other}:"))
+        ratio = sum(p / o for p, o in zip(per["policy"], per[other])) / 2
+        assert f"{ratio:.3f}x" in line
+        cheaper, dearer, level = map(int, re.search(r"cheaper on (\d+), dearer on (\d+), level on (\d+)", line).groups())
+        assert cheaper + dearer + level == 2
 
 
 def test_evaluate_refuses_a_missing_policy(tmp_path):
