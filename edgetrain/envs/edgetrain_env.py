@@ -67,7 +67,7 @@ class EdgeTrainEnv(gym.Env):
     | 11 | switch time / interval time (0 for the plan running now) |
     | 12 | its devices / the fleet's devices |
     | 13..18 | kind, one-hot (local, dp, pp, tp, sp, hybrid) |
-| 19 | switch payback x / (1 + x): x = its relative cost gain over the running plan x the seconds it is expected to run (until a member leaves, from feature 7, or the job ends) / switch time; 0.5 for the running plan, 0 if no cheaper, 1 for all when no plan runs |
+    | 19 | switch payback x / (1 + x): x = its relative cost gain over the running plan x the seconds it is expected to run (until a member leaves, from feature 7, or the job ends) / switch time; 0.5 for the running plan, 0 if no cheaper, 1 for all when no plan runs |
 
     then the job (index 320 on): progress (samples / target), time of day as 0.5 + 0.5 sin and
     0.5 + 0.5 cos of its angle (the scenario's `start_hour` plus the job's clock), the share of the fleet

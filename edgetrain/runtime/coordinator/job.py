@@ -203,16 +203,19 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     return metrics
 
 
-def _checkpoint_events(messages: "queue.Queue[ShardMessage]") -> list[dict]:
-    """The checkpoint events queued in `messages` (the rest is dropped: its plan is over)."""
-    events = []
+def _drain(messages: "queue.Queue[ShardMessage]") -> list[ShardMessage]:
+    """Every message queued now, in order."""
+    queued = []
     while True:
         try:
-            message = messages.get_nowait()
+            queued.append(messages.get_nowait())
         except queue.Empty:
-            return events
-        if message.event is not None and message.event["event"] == "checkpoint":
-            events.append(message.event)
+            return queued
+
+
+def _checkpoint_events(messages: "queue.Queue[ShardMessage]") -> list[dict]:
+    """The checkpoint events queued in `messages` (the rest is dropped: its plan is over)."""
+    return [m.event for m in _drain(messages) if m.event is not None and m.event["event"] == "checkpoint"]
 
 
 def _add_checkpoint(metrics: RunMetrics, event: dict) -> None:
@@ -246,41 +249,32 @@ def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str
     grace_s = getattr(launcher, "heartbeat_timeout_s", 0.0)
     deadline = time.monotonic() + grace_s + 1.0
     lost: Optional[DeviceLost] = None
-    held: list[ShardMessage] = []
-    try:
-        while True:
-            oom = _oom_report(job, metrics, messages, held)
-            if oom is not None:
-                return oom
-            if lost is None:
-                try:
-                    _check_devices(job, launcher, metrics)
-                except DeviceLost as found:
-                    lost = found
-                    deadline = time.monotonic() + grace_s
-            if lost is not None and (time.monotonic() >= deadline
-                                     or not launcher.silent_but_connected(lost.devices)):
-                return lost
-            if time.monotonic() >= deadline:
-                return RunError(reason)
-            time.sleep(POLL_S)
-    finally:
-        for message in held:  # what was not the cause stays queued for whoever reads next
-            messages.put(message)
-
-
-def _oom_report(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
-                held: list[ShardMessage]) -> Optional[OutOfMemory]:
-    """An OutOfMemory if a queued exit says a device's kernel killed its shard for memory; the other
-    messages read go to `held`."""
     while True:
-        try:
-            message = messages.get_nowait()
-        except queue.Empty:
-            return None
-        if message.event is None and message.out_of_memory:
-            return OutOfMemory([job.plan.devices[message.rank]], metrics.last_step, time.monotonic())
-        held.append(message)
+        oom = _queued_oom(job, metrics, messages)
+        if oom is not None:
+            return oom
+        if lost is None:
+            try:
+                _check_devices(job, launcher, metrics)
+            except DeviceLost as found:
+                lost = found
+                deadline = time.monotonic() + grace_s
+        if lost is not None and (time.monotonic() >= deadline or not launcher.silent_but_connected(lost.devices)):
+            return lost
+        if time.monotonic() >= deadline:
+            return RunError(reason)
+        time.sleep(POLL_S)
+
+
+def _queued_oom(job: Job, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]") -> Optional[OutOfMemory]:
+    """An OutOfMemory if a queued exit says a device's kernel killed its shard for memory; every other
+    message stays queued, in order, for whoever reads next."""
+    queued = _drain(messages)
+    oom = next((m for m in queued if m.event is None and m.out_of_memory), None)
+    for message in queued:
+        if message is not oom:
+            messages.put(message)
+    return None if oom is None else OutOfMemory([job.plan.devices[oom.rank]], metrics.last_step, time.monotonic())
 
 
 def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.Queue[ShardMessage]",
@@ -297,11 +291,7 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
         try:
             _check_devices(job, launcher, metrics)
         except DeviceLost as lost:
-            held: list[ShardMessage] = []
-            oom = _oom_report(job, metrics, messages, held)  # a silent device may have said why already
-            for message in held:
-                messages.put(message)
-            raise (oom or lost) from None
+            raise (_queued_oom(job, metrics, messages) or lost) from None  # a silent device may have said why already
         try:
             message = messages.get(timeout=POLL_S)
             heard_at = time.monotonic()
