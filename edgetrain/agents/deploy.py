@@ -7,6 +7,10 @@ A device that leaves during an interval is recovered from at once (restore the l
 with the devices left); at the next decision the policy replans with what it sees, returning devices
 included. It ends when the scenario's target samples are trained, and leaves the trained model's
 checkpoint, a metrics JSON and a TensorBoard run.
+
+In place of a policy file, one of the rules a person could run by hand (`DEPLOYABLE_RULES`: greedy, the
+tuned heuristic, ...) can schedule the same job, so that what the learned policy saves is measured live
+on the same availability traces, not only in the simulator (benchmarks/deployed_vs_greedy.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from edgetrain.agents.baselines import BASELINES, CLAIRVOYANT
 from edgetrain.agents.policy import load_policy
 from edgetrain.core.config import Scenario
 from edgetrain.core.errors import UserError
@@ -27,20 +32,43 @@ from edgetrain.envs.candidates import MAX_CANDIDATES
 from edgetrain.envs.edgetrain_env import OBSERVATION_SIZE, EdgeTrainEnv
 from edgetrain.envs.state import JobTotals
 
+DEPLOYABLE_RULES = ("greedy", "heuristic", "fastest_single", "all_dp")
+"""Baselines that see only what a deployment sees (no future availability), by name for --policy."""
+
+Scheduler = Callable[[EdgeTrainEnv, np.ndarray], object]
+"""act(env, observation) -> an offer's index or a plan (`ResolvedPlan`), as the env's step takes."""
+
+
+def scheduler_for(policy: str) -> Scheduler:
+    """The learned policy in a file (SB3 zip or ONNX), or a deployable rule by name; checked against this
+    EdgeTrain-v0's layout before any testbed or device is touched."""
+    if policy in DEPLOYABLE_RULES:
+        return BASELINES[policy](0)
+    if policy in CLAIRVOYANT:
+        raise UserError(f"{policy} knows each episode's future availability, which no deployment does: it judges "
+                        f"policies in the simulator (`edgetrain evaluate`); deploy a policy file or one of "
+                        f"{', '.join(DEPLOYABLE_RULES)}")
+    act = load_policy(policy)
+    act.check_fits(OBSERVATION_SIZE, MAX_CANDIDATES)
+    return lambda env, obs: act(obs, env.action_masks())
+
 
 def deploy(policy: str, scenario: Scenario, calibration, out: Path, backend: str = "mininet", cluster=None,
            decision_steps: int = 10, checkpoint_every: int = 5, time_scale: float = 1.0, seed: int = 0,
-           logdir: str = "training_logs", progress: Callable[[str], None] = lambda line: None) -> dict:
-    """Run the job to its target under the policy; returns (and writes to out/metrics.json) the report.
-    A job that fails on the way still writes what it did (`completed: false`); its last checkpoint is
-    in out/live and `edgetrain run --resume` continues from it."""
+           logdir: str = "training_logs", progress: Callable[[str], None] = lambda line: None,
+           busy_devices: tuple = (), recalibrate: bool = True) -> dict:
+    """Run the job to its target under the policy (a file, or a rule of `DEPLOYABLE_RULES`); returns (and
+    writes to out/metrics.json) the report. A job that fails on the way still writes what it did
+    (`completed: false`); its last checkpoint is in out/live and `edgetrain run --resume` continues from it.
+    `busy_devices`: testbed devices running work of their own (`Testbed.busy_devices`); `recalibrate`:
+    False prices every decision by the calibration as given (for comparison)."""
     from torch.utils.tensorboard import SummaryWriter
-    act = load_policy(policy)
-    act.check_fits(OBSERVATION_SIZE, MAX_CANDIDATES)  # before any testbed or device is touched
+    act = scheduler_for(policy)
     out.mkdir(parents=True, exist_ok=True)
     env = EdgeTrainEnv(scenario=scenario, calibration=calibration, backend=backend, cluster=cluster,
                        decision_steps=decision_steps, checkpoint_every=checkpoint_every, time_scale=time_scale,
-                       live_dir=str(out / "live"), progress=progress)
+                       live_dir=str(out / "live"), progress=progress, busy_devices=busy_devices,
+                       recalibrate=recalibrate)
     run_dir = Path(logdir) / f"{scenario.name}__deploy__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
     writer = SummaryWriter(str(run_dir))
     decisions: list[dict] = []
@@ -56,7 +84,7 @@ def deploy(policy: str, scenario: Scenario, calibration, out: Path, backend: str
         terminated = False
         while not terminated:
             available = env.available_devices()
-            action = np.asarray(act(obs, env.action_masks()))
+            action = act(env, obs)
             chosen = env.plan_for(action).plan
             obs, reward, terminated, _, info = env.step(action)
             job = info["job"]

@@ -93,6 +93,9 @@ class TrainConfig:
     """Smaller than on the simulator: a few noisy live rollouts must not undo what the simulator taught."""
     time_scale: float = 1.0
     """Online: scenario seconds per real second for the testbed's availability traces."""
+    busy_devices: tuple = ()
+    """Online: testbed devices busy with work of their own, which the calibration never saw (a CPU-bound
+    process in the host: `Testbed.busy_devices`); what the simulator cannot teach."""
 
 
 def _say(line: str) -> None:
@@ -353,10 +356,11 @@ def train(tasks: list[Task], out: str, config: TrainConfig, logdir: str = "train
                                      save_path=str(out_dir / "checkpoints"), name_prefix="policy")
     callbacks = [SchedCallback(references), HParamCallback(config), checkpoints]
     validation = ValidationCallback(sim_tasks, config, progress=_say) if config.validate_every > 0 else None
-    model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
-                callback=CallbackList(callbacks + ([validation] if validation else [])))
+    if config.timesteps > 0:  # 0: a policy fine-tuned online only (from `init`)
+        model.learn(total_timesteps=config.timesteps, tb_log_name=name, progress_bar=progress_bar,
+                    callback=CallbackList(callbacks + ([validation] if validation else [])))
     env.close()
-    if validation is not None:
+    if validation is not None and config.timesteps > 0:
         (out_dir / "validation.json").write_text(json.dumps(validation.summary(), indent=2))
     if config.online_steps > 0:
         on_online_start()
@@ -500,11 +504,14 @@ def imitate(model: MaskablePPO, tasks: list[Task], config: TrainConfig, progress
                 discounted.append(running)
             data["returns"].extend(reversed(discounted))
 
-    def fit(epochs: int) -> tuple:
-        obs_t = torch.as_tensor(np.array(data["observations"]), dtype=torch.float32)
-        mask_t = torch.as_tensor(np.array(data["masks"]), dtype=torch.bool)
-        act_t = torch.as_tensor(np.array(data["actions"]), dtype=torch.int64)
-        ret_t = torch.as_tensor(np.array(data["returns"]), dtype=torch.float32)
+    def tensors() -> tuple:
+        return (torch.as_tensor(np.array(data["observations"]), dtype=torch.float32),
+                torch.as_tensor(np.array(data["masks"]), dtype=torch.bool),
+                torch.as_tensor(np.array(data["actions"]), dtype=torch.int64),
+                torch.as_tensor(np.array(data["returns"]), dtype=torch.float32))
+
+    def fit(epochs: int) -> None:
+        obs_t, mask_t, act_t, ret_t = tensors()
         policy.set_training_mode(True)
         for epoch in range(epochs):
             for batch in torch.randperm(len(obs_t), generator=generator).split(config.batch_size):
@@ -515,7 +522,6 @@ def imitate(model: MaskablePPO, tasks: list[Task], config: TrainConfig, progress
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
                 policy.optimizer.step()
         policy.set_training_mode(False)
-        return obs_t, mask_t, act_t
 
     generator = torch.Generator().manual_seed(config.seed)
     rounds = config.dagger_rounds
@@ -527,9 +533,8 @@ def imitate(model: MaskablePPO, tasks: list[Task], config: TrainConfig, progress
         collect((config.imitate_steps - first) // rounds, student=True)
         progress(f"imitating the {who}: DAgger round {k + 1}/{rounds}: {len(data['actions'])} labelled decisions "
                  f"of {episode} jobs; {config.imitate_epochs} epochs of behaviour cloning")
-        obs_t, mask_t, act_t = fit(config.imitate_epochs)
-    if not rounds:
-        obs_t, mask_t, act_t = fit(0)
+        fit(config.imitate_epochs)
+    obs_t, mask_t, act_t, _ = tensors()  # how closely the student follows its teacher on what it learned
     sample = torch.randperm(len(obs_t), generator=generator)[:1000]
     with torch.no_grad():
         distribution = policy.get_distribution(obs_t[sample], action_masks=mask_t[sample].numpy())
@@ -545,6 +550,7 @@ def fine_tune_online(model: MaskablePPO, scenario, calibration, config: TrainCon
     decision trains the scenario's model for real, so the rewards are measured, not predicted."""
     live = DummyVecEnv([lambda: EdgeTrainEnv(scenario=scenario, calibration=calibration, backend="mininet",
                                              decision_steps=config.decision_steps, time_scale=config.time_scale,
+                                             busy_devices=tuple(config.busy_devices),
                                              progress=lambda line: _say(f"   {line}"))])
     live.seed(config.seed)
     n_steps = min(config.online_n_steps, config.online_steps)

@@ -179,8 +179,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         tasks = [Task(scenario, calibration)]
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     values["net_arch"] = tuple(int(x) for x in args.net_arch.split(","))
-    if values["timesteps"] < 1 or values["n_envs"] < 1:
-        raise UserError("--timesteps and --n-envs must be at least 1")
+    values["busy_devices"] = tuple(args.busy_devices)
+    online_only = args.init and values["online_steps"] > 0  # fine-tuning on the testbed alone may skip the simulator
+    if values["timesteps"] < (0 if online_only else 1) or values["n_envs"] < 1:
+        raise UserError("--timesteps and --n-envs must be at least 1 (--timesteps 0 only with --init and "
+                        "--online-steps)")
+    if values["busy_devices"] and not values["online_steps"]:
+        raise UserError("--busy-device emulates a device during online fine-tuning: it needs --online-steps")
+    unknown = sorted({d for d in values["busy_devices"]} - set(tasks[0].scenario.device_names))
+    if unknown:
+        raise UserError(f"--busy-device {unknown[0]}: not a device of {tasks[0].scenario.name} "
+                        f"({', '.join(tasks[0].scenario.device_names)})")
     if values["validate_every"] < 0 or values["validation_episodes"] < 1:
         raise UserError("--validate-every must be at least 0 and --validation-episodes at least 1")
     if values["online_steps"] < 0 or values["online_n_steps"] < 1:
@@ -237,6 +246,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from edgetrain.core.calibration import default_calibration_path, load_calibration
     from edgetrain.core.scenario import load_scenario
     cluster = None
+    if args.cluster and args.busy_devices:
+        raise UserError("--busy-device emulates a device on the testbed: real devices are as busy as they are")
     if args.cluster:
         from edgetrain.fleet.cluster import load_cluster
         cluster = load_cluster(args.cluster, args.scenario)
@@ -256,7 +267,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_run_dir("deploy")
     report = deploy(args.policy, scenario, load_calibration(calibration_path), out, backend=backend, cluster=cluster,
                     decision_steps=args.decision_steps, checkpoint_every=args.checkpoint_every,
-                    time_scale=args.time_scale, seed=args.seed, logdir=args.logdir, progress=_progress)
+                    time_scale=args.time_scale, seed=args.seed, logdir=args.logdir, progress=_progress,
+                    busy_devices=tuple(args.busy_devices))
     total = report["total"]
     print(f"trained {total['samples']} samples ({total['steps']} steps) in {total['time_s']:.1f} s over "
           f"{len(report['decisions'])} decisions, {len(report['recoveries'])} recoveries; final loss "
@@ -607,6 +619,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--online-learning-rate", type=float, default=3e-5)
     train.add_argument("--time-scale", type=float, default=1.0,
                        help="online: scenario seconds per real second for availability (default: 1)")
+    train.add_argument("--busy-device", dest="busy_devices", action="append", default=[], metavar="DEVICE",
+                       help="online: this testbed device runs a CPU-bound process of its own beside the worker, "
+                            "which the calibration never saw (repeatable)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
 
@@ -625,7 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy = sub.add_parser("deploy", help="let a learned policy schedule a real training job to its target",
                             description="Train the scenario's model to its target samples, the policy choosing the "
                                         "plan at every decision from the live state of the devices.")
-    deploy.add_argument("--policy", required=True, help="policy.zip or policy.onnx from `edgetrain train`")
+    deploy.add_argument("--policy", required=True,
+                        help="policy.zip or policy.onnx from `edgetrain train`, or a rule to schedule the job "
+                             "instead, for comparison: greedy, heuristic, fastest_single or all_dp")
     where = deploy.add_mutually_exclusive_group()
     where.add_argument("--scenario", default=None,
                        help=f"bring up this scenario's emulated testbed (root; default: {DEFAULT_SCENARIO})")
@@ -641,6 +658,9 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--time-scale", type=float, default=1.0,
                         help="emulated testbed: scenario seconds per real second for availability (default: 1)")
     deploy.add_argument("--seed", type=int, default=0, help="seed of the testbed's availability traces")
+    deploy.add_argument("--busy-device", dest="busy_devices", action="append", default=[], metavar="DEVICE",
+                        help="emulated testbed: this device runs a CPU-bound process of its own beside the worker, "
+                             "which the calibration never saw (repeatable)")
     deploy.set_defaults(func=cmd_deploy)
 
     scenario = sub.add_parser("scenario", help="list, validate or show scenarios")

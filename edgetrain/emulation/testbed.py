@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,8 +36,16 @@ class Testbed:
     """Use as a context manager: the network and every process in it always come down."""
 
     def __init__(self, scenario: Scenario, workdir: Path, token: str, *, time_scale: float = 1.0, seed: int = 0,
-                 follow_availability: bool = True, python: str = sys.executable):
+                 follow_availability: bool = True, python: str = sys.executable, busy_devices: tuple = ()):
+        unknown = sorted(set(busy_devices) - set(scenario.device_names))
+        if unknown:
+            raise ValueError(f"busy device {unknown[0]!r} is not a device of {scenario.name}")
         self.scenario = scenario
+        self.busy_devices = tuple(busy_devices)
+        """Devices busy with work of their own: a CPU-bound process runs in the host beside the worker for
+        as long as the device is online, taking its share of the device's CPU quota (a device slower live
+        than its calibration: what online recalibration and fine-tuning must notice)."""
+        self._busy: dict[str, object] = {}
         self.workdir = Path(workdir)
         self.token = token
         self.time_scale = time_scale
@@ -126,6 +135,9 @@ class Testbed:
         (self.workdir / "logs").mkdir(exist_ok=True)
         with open(self.workdir / "logs" / f"worker-{device}.log", "a") as out:
             self._workers[device] = self.network.popen(device, argv, stdout=out, stderr=out)
+        if device in self.busy_devices:  # the competing work comes and goes with the device
+            self._busy[device] = self.network.popen(device, ["sh", "-c", "while :; do :; done"],
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_for_workers(self, devices: list[str], timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -154,6 +166,11 @@ class Testbed:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        busy = self._busy.pop(device, None)
+        if busy is not None:
+            if busy.poll() is None:
+                busy.kill()
+            busy.wait()
         worker = self._workers.pop(device, None)
         if worker is not None:
             # A worker started a moment ago may not have joined its host's cgroup yet when the list above
@@ -267,6 +284,7 @@ class Testbed:
                 "backend": "mininet",
                 "delay_requested": self.network.wants_delay,
                 "cfs_period_us": self.network.cfs_period_us,
+                "busy_devices": list(self.busy_devices),
                 "devices": {d.name: {"cpu_share": d.cpu_share, "cores": self.cores(d.name),
                                      "bandwidth_mbps": d.bandwidth_mbps, "delay_ms": d.delay_ms,
                                      "memory_mb": d.memory_mb} for d in self.scenario.devices},

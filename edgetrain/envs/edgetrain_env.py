@@ -103,6 +103,8 @@ class EdgeTrainEnv(gym.Env):
       later decisions (`edgetrain.envs.recalibration`; default on); `info["prediction"]` then holds the
       interval's measured step against the shipped calibration's and the corrected model's prediction.
     - `checkpoint_every`: steps between checkpoints (default 5, as `edgetrain run`).
+    - `busy_devices`: mininet: devices that run a CPU-bound process of their own beside the worker, which
+      the calibration never saw (a device slower live than its profile).
     - `vary_fleet`: sim: half the episodes on a random subset of the devices in random slots, with
       varied availability (domain randomisation, so that one policy serves fleets it was not trained on).
 
@@ -119,11 +121,13 @@ class EdgeTrainEnv(gym.Env):
     def __init__(self, scenario=None, calibration=None, backend: str = "sim", decision_steps: int = 10,
                  noise: float = 0.05, switch_s: Optional[float] = None, checkpoint_every: int = 5, time_scale: float = 1.0,
                  cluster=None, live_dir: Optional[str] = None, progress: Optional[Callable[[str], None]] = None,
-                 vary_fleet: bool = False, recalibrate: bool = True):
+                 vary_fleet: bool = False, recalibrate: bool = True, busy_devices: tuple = ()):
         if backend not in ("sim", "mininet", "cluster"):
             raise ValueError(f"unknown backend {backend!r} (sim, mininet or cluster)")
         if vary_fleet and backend != "sim":
             raise ValueError("vary_fleet randomises simulated fleets only (backend 'sim')")
+        if busy_devices and backend != "mininet":
+            raise ValueError("busy_devices are emulated on the mininet testbed only")
         self.scenario: Scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         if len(self.scenario.devices) > MAX_DEVICES:
             raise ValueError(f"EdgeTrain-v0 serves fleets of up to {MAX_DEVICES} devices")
@@ -145,7 +149,8 @@ class EdgeTrainEnv(gym.Env):
         else:
             from edgetrain.envs.live import LiveDynamics  # the runtime and torch only when training for real
             self.dynamics = LiveDynamics(rules, backend=backend, cluster=cluster, time_scale=time_scale,
-                                         run_dir=live_dir, progress=progress or (lambda line: None))
+                                         run_dir=live_dir, progress=progress or (lambda line: None),
+                                         busy_devices=busy_devices)
         self.action_space = spaces.Discrete(MAX_CANDIDATES)
         self.observation_space = spaces.Box(0.0, 1.0, (OBSERVATION_SIZE,), dtype=np.float32)
         self._fleets: dict[tuple[str, ...], SlotFleet] = {}
@@ -182,15 +187,12 @@ class EdgeTrainEnv(gym.Env):
         varied = []
         for device in chosen:
             availability = device.availability
-            if availability.kind == "markov":
-                availability = dataclasses.replace(
-                    availability, mean_up_s=availability.mean_up_s * float(np.exp(rng.uniform(-0.7, 0.7))),
-                    mean_down_s=availability.mean_down_s * float(np.exp(rng.uniform(-0.7, 0.7))))
-            elif availability.kind == "sessions":
-                availability = dataclasses.replace(
-                    availability, mean_up_s=availability.mean_up_s * float(np.exp(rng.uniform(-0.7, 0.7))),
-                    mean_down_s=availability.mean_down_s * float(np.exp(rng.uniform(-0.7, 0.7))),
-                    shape=float(rng.uniform(1.5, 5.0)))
+            if availability.kind in ("markov", "sessions"):  # up and down made up to 2x longer or shorter
+                changes = {"mean_up_s": availability.mean_up_s * float(np.exp(rng.uniform(-0.7, 0.7))),
+                           "mean_down_s": availability.mean_down_s * float(np.exp(rng.uniform(-0.7, 0.7)))}
+                if availability.kind == "sessions":  # and sessions of more or less typical lengths
+                    changes["shape"] = float(rng.uniform(1.5, 5.0))
+                availability = dataclasses.replace(availability, **changes)
             elif availability.kind == "always" and rng.random() < 0.3:
                 if rng.random() < 0.5:
                     availability = Availability("markov", mean_up_s=float(rng.uniform(300, 3600)),

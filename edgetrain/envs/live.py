@@ -26,8 +26,10 @@ class LiveDynamics(Dynamics):
     measured = True
 
     def __init__(self, rules: JobRules, backend: str = "mininet", cluster=None, time_scale: float = 1.0,
-                 run_dir: Optional[str] = None, progress: Callable[[str], None] = lambda line: None):
+                 run_dir: Optional[str] = None, progress: Callable[[str], None] = lambda line: None,
+                 busy_devices: tuple = ()):
         self.rules = rules
+        self.busy_devices = tuple(busy_devices)
         self.backend_name = backend
         self.cluster = cluster
         self.time_scale = time_scale
@@ -51,7 +53,7 @@ class LiveDynamics(Dynamics):
         try:
             self.backend = self._stack.enter_context(
                 open_backend(self.backend_name, fleet.scenario, self.run_dir, seed=seed, time_scale=self.time_scale,
-                             progress=self.progress, cluster=self.cluster))
+                             progress=self.progress, cluster=self.cluster, busy_devices=self.busy_devices))
             # Every device warm, its standby for a recovery included, before the first decision's steps.
             online = [d for d, up in zip(fleet.names, self.backend.online(list(fleet.names))) if up]
             warm_up_devices(self.backend, fleet.scenario, standby=True, devices=online, best_effort=True)
@@ -76,7 +78,13 @@ class LiveDynamics(Dynamics):
         return self.run_dir / f"episode{self.episode}.pt"
 
     def _available_list(self) -> list[bool]:
-        return self.backend.online(list(self.fleet.names))
+        """Devices a plan can take now: online, and warm. A device that has just come back counts once its
+        worker has a warm process (`RemoteLauncher.ready_devices`): until then a plan with it would wait
+        for its import (seconds to tens of seconds), and the warm devices train meanwhile."""
+        names = list(self.fleet.names)
+        online = self.backend.online(names)
+        ready = set(self.backend.ready([n for n, up in zip(names, online) if up]))
+        return [up and n in ready for n, up in zip(names, online)]
 
     def _world(self, t: float) -> World:
         online = self._available_list()

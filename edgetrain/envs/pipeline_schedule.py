@@ -57,7 +57,7 @@ def one_f_one_b_s(stages: Sequence[StageCosts], boundaries: Sequence[BoundaryCos
     partner = {t: u for program in programs for op, batch, _ in program if op == "post"
                for t in batch for u in batch if u[0] != t[0] and u[2] == t[2]}
     posted: dict[tuple, list[float]] = {}
-    clocks, cursors = [0.0] * n, [0] * n
+    clocks = [0.0] * n
 
     def finish(transfer: tuple) -> float | None:
         times = posted.get(transfer, [])
@@ -70,26 +70,37 @@ def one_f_one_b_s(stages: Sequence[StageCosts], boundaries: Sequence[BoundaryCos
             return start + link.exchange_s
         return start + (link.forward_s if kind == "F" else link.backward_s)
 
-    while any(cursors[s] < len(programs[s]) for s in range(n)):
+    def advance(s: int, operation: tuple) -> bool:
+        op, batch, seconds = operation
+        if op == "compute":
+            clocks[s] += seconds if seconds >= 0 else (stages[s].forward_s if seconds == -1 else stages[s].backward_s)
+        elif op == "post":
+            for transfer in batch:
+                posted.setdefault(transfer, []).append(clocks[s])
+        else:  # wait
+            ends = [finish(t) for t in batch]
+            if any(end is None for end in ends):
+                return False
+            clocks[s] = max([clocks[s], *ends])
+        return True
+
+    _replay(dict(enumerate(programs)), advance, "1F1B")
+    return max(clocks)
+
+
+def _replay(programs: dict, advance, name: str) -> None:
+    """Run every program's operations in order, each program as far as it can go (`advance(key, op)`
+    does an operation, or returns False when it must wait for another program), round after round,
+    until every one is done; a round in which none moved is a deadlock."""
+    cursors = {key: 0 for key in programs}
+    while any(cursors[key] < len(ops) for key, ops in programs.items()):
         progressed = False
-        for s in range(n):
-            while cursors[s] < len(programs[s]):
-                op, batch, seconds = programs[s][cursors[s]]
-                if op == "compute":
-                    clocks[s] += seconds if seconds >= 0 else (stages[s].forward_s if seconds == -1 else stages[s].backward_s)
-                elif op == "post":
-                    for transfer in batch:
-                        posted.setdefault(transfer, []).append(clocks[s])
-                else:  # wait
-                    ends = [finish(t) for t in batch]
-                    if any(end is None for end in ends):
-                        break
-                    clocks[s] = max([clocks[s], *ends])
-                cursors[s] += 1
+        for key, ops in programs.items():
+            while cursors[key] < len(ops) and advance(key, ops[cursors[key]]):
+                cursors[key] += 1
                 progressed = True
         if not progressed:
-            raise RuntimeError("the 1F1B replay deadlocked (a schedule this module does not know)")
-    return max(clocks)
+            raise RuntimeError(f"the {name} replay deadlocked (a schedule this module does not know)")
 
 
 FORWARD, BACKWARD = -1, -2
@@ -209,7 +220,6 @@ def gpipe_hybrid_s(stages: Sequence[Sequence[GroupMember]],
     landed: dict[tuple, float] = {}
     link_free: dict[tuple[str, str], float] = {}
     clocks = {member: 0.0 for member in programs}
-    cursors = {member: 0 for member in programs}
     sends = {member: [] for member in programs}
 
     def ends(transfer: tuple) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -228,28 +238,24 @@ def gpipe_hybrid_s(stages: Sequence[Sequence[GroupMember]],
         landed[transfer] = link_free[up] = link_free[down] = start + (forward_s if kind == "F" else backward_s)
         return landed[transfer]
 
-    while any(cursors[x] < len(programs[x]) for x in programs):
-        progressed = False
-        for x, ops in programs.items():
-            member = stages[x[0]][x[1]]
-            while cursors[x] < len(ops):
-                op, what = ops[cursors[x]]
-                if op == "compute":
-                    kind, m = what
-                    clocks[x] += member.forward_s[m] if kind == "F" else member.backward_s[m]
-                elif op == "post":
-                    posted.setdefault(what, {})[x] = clocks[x]
-                    sends[x].append(what)
-                else:
-                    waited = sends[x] if op == "wait_sends" else [what]
-                    if op == "wait":
-                        posted.setdefault(what, {}).setdefault(x, clocks[x])
-                    times = [land(t) for t in waited]
-                    if any(t is None for t in times):
-                        break
-                    clocks[x] = max([clocks[x], *times])
-                cursors[x] += 1
-                progressed = True
-        if not progressed:
-            raise RuntimeError("the GPipe replay deadlocked (a schedule this module does not know)")
+    def advance(x: tuple[int, int], operation: tuple) -> bool:
+        op, what = operation
+        member = stages[x[0]][x[1]]
+        if op == "compute":
+            kind, m = what
+            clocks[x] += member.forward_s[m] if kind == "F" else member.backward_s[m]
+        elif op == "post":
+            posted.setdefault(what, {})[x] = clocks[x]
+            sends[x].append(what)
+        else:
+            waited = sends[x] if op == "wait_sends" else [what]
+            if op == "wait":  # a blocking receive is posted once, when first reached
+                posted.setdefault(what, {}).setdefault(x, clocks[x])
+            times = [land(t) for t in waited]
+            if any(t is None for t in times):
+                return False
+            clocks[x] = max([clocks[x], *times])
+        return True
+
+    _replay(programs, advance, "GPipe")
     return max(clocks.values())

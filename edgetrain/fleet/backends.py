@@ -29,6 +29,8 @@ class Backend:
     """Which devices are there now (for a scheduler's decisions)."""
     battery: Callable[[list[str]], list[Optional[float]]] = lambda names: [None] * len(names)
     """Battery charge in percent per device, None on mains power."""
+    ready: Callable[[list[str]], list[str]] = lambda names: list(names)
+    """Of these devices, those that can start a shard at once (warm: no import to wait for)."""
 
 
 def require_mininet() -> None:
@@ -45,7 +47,11 @@ def require_mininet() -> None:
 @contextlib.contextmanager
 def open_backend(name: str, scenario: Scenario, run_dir: Path, *, seed: int = 0, time_scale: float = 1.0,
                  follow_availability: bool = True, progress: Callable[[str], None] = lambda line: None,
-                 cluster=None) -> Iterator[Backend]:
+                 cluster=None, busy_devices: tuple = ()) -> Iterator[Backend]:
+    """`busy_devices`: mininet only, devices that run a CPU-bound process of their own beside the worker
+    (`Testbed.busy_devices`)."""
+    if busy_devices and name != "mininet":
+        raise UserError("busy devices are emulated on the mininet testbed only")
     if name == "local":
         from edgetrain.runtime.coordinator.launcher import LocalLauncher
         yield Backend("local", LocalLauncher(), facts={"backend": "local"})
@@ -61,9 +67,15 @@ def open_backend(name: str, scenario: Scenario, run_dir: Path, *, seed: int = 0,
     from edgetrain.runtime.coordinator.remote import RemoteLauncher
     from edgetrain.runtime.wire.control import new_token
     token = new_token()
-    progress(f"bringing up the emulated testbed for {scenario.name} ({len(scenario.devices)} devices)")
+    progress(f"bringing up the emulated testbed for {scenario.name} ({len(scenario.devices)} devices"
+             + (f"; busy with work of their own: {', '.join(busy_devices)}" if busy_devices else "") + ")")
+    unknown = sorted(set(busy_devices) - set(scenario.device_names))
+    if unknown:
+        raise UserError(f"busy device {unknown[0]!r} is not a device of {scenario.name} "
+                        f"({', '.join(scenario.device_names)})")
     with Testbed(scenario, run_dir / "testbed", token, time_scale=time_scale, seed=seed,
-                 follow_availability=follow_availability, python=sys.executable) as testbed:
+                 follow_availability=follow_availability, python=sys.executable,
+                 busy_devices=tuple(busy_devices)) as testbed:
         launcher = RemoteLauncher({d.name: testbed.worker_address(d.name) for d in scenario.devices},
                                   token.encode())
         try:
@@ -75,7 +87,8 @@ def open_backend(name: str, scenario: Scenario, run_dir: Path, *, seed: int = 0,
                           socket_ifnames={d.name: testbed.socket_ifname(d.name) for d in scenario.devices},
                           facts=testbed.facts(), kill_worker=testbed.kill_worker, testbed=testbed,
                           online=lambda names: [testbed.online[n] for n in names],
-                          battery=lambda names: [testbed.battery_pct.get(n) for n in names])
+                          battery=lambda names: [testbed.battery_pct.get(n) for n in names],
+                          ready=launcher.ready_devices)
         finally:
             launcher.close()
 
@@ -109,6 +122,6 @@ def _cluster_backend(cluster, progress: Callable[[str], None]) -> Iterator[Backe
                                                 if d.socket_ifname},
                       facts={"backend": "cluster", "cluster": cluster.source},
                       online=lambda names: [n in set(launcher.available_devices(names)) for n in names],
-                      battery=battery)
+                      battery=battery, ready=launcher.ready_devices)
     finally:
         launcher.close()

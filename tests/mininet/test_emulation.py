@@ -146,12 +146,22 @@ def test_an_availability_trace_takes_a_device_away_and_brings_it_back(tmp_path):
     (tmp_path / "s.yaml").write_text(text)
     scenario = parse_scenario(text, str(tmp_path / "s.yaml"))
     changes = []
-    with Testbed(scenario, tmp_path / "tb", "t" * 32, time_scale=2.0) as testbed:
+
+    def busy_loops(device: str) -> list[int]:
+        """The device's own CPU-bound work: processes of its host (its CPU cgroup, whose quota they share
+        with the worker's shards) that are not edgetrain's."""
+        return [pid for pid in _device_processes(testbed, device)
+                if psutil.pid_exists(pid) and "while :" in " ".join(psutil.Process(pid).cmdline())]
+
+    # c is also busy with work of its own (a device slower live than its calibration): a CPU-bound process
+    # in its host for as long as it is online, sharing its quota with the worker's shards; b has none.
+    with Testbed(scenario, tmp_path / "tb", "t" * 32, time_scale=2.0, busy_devices=("c",)) as testbed:
         testbed.listeners.append(lambda device, online: changes.append((device, online)))
         address = testbed.worker_address("c")
         socket.create_connection(address, timeout=2).close()
         before = _device_processes(testbed, "c")
         assert before  # the worker (and its warm shard) run in c's host
+        assert len(busy_loops("c")) == 1 and busy_loops("b") == []
         a = testbed.network.node("a")
         while testbed.scenario_time() < 5.0:
             time.sleep(0.1)
@@ -170,6 +180,8 @@ def test_an_availability_trace_takes_a_device_away_and_brings_it_back(tmp_path):
         assert "1 received" in a.cmd("ping -c1 -W1", address[0])
         after = _device_processes(testbed, "c")
         assert after and not after & before  # a new worker came up
+        (loop,) = busy_loops("c")  # and the device's own work with it
+        assert loop not in before
         prefix = testbed.network.prefix
     assert changes == [("c", False), ("c", True)]
     assert _own_leftovers(prefix) == []

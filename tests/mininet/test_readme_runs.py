@@ -173,7 +173,8 @@ class Reader:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             rest, _ = process.communicate()
-            pytest.fail(f"{process.args} did not stop within 60 s of signal {sig}")
+            self.daemons.remove(process)  # gone: close() must not kill its group again
+            pytest.fail(f"{process.args} did not stop within 60 s of signal {sig}:\n{rest[-3000:]}")
         self.daemons.remove(process)
         return rest
 

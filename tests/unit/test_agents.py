@@ -135,6 +135,39 @@ def test_evaluate_compares_the_policy_with_every_baseline_on_the_same_traces(tra
         assert cheaper + dearer + level == 2
 
 
+def test_deploy_schedules_with_a_policy_file_or_a_rule_by_name_never_a_clairvoyant_one(trained):
+    """`edgetrain deploy --policy` takes the learned policy or a rule a person could run (to compare them
+    live); each picks a plan of devices that are there, the file acts as the policy does, and a reference
+    that knows the future is refused in one sentence."""
+    from sb3_contrib import MaskablePPO
+
+    from edgetrain.agents.baselines import BASELINES
+    from edgetrain.agents.deploy import DEPLOYABLE_RULES, scheduler_for
+    from edgetrain.core.errors import UserError
+    out, _ = trained
+    model = MaskablePPO.load(out / "policy.zip", device="cpu")
+    env = EdgeTrainEnv()
+    schedulers = {name: scheduler_for(name) for name in DEPLOYABLE_RULES}
+    references = {name: BASELINES[name](0) for name in DEPLOYABLE_RULES}
+    learned = scheduler_for(str(out / "policy.zip"))
+    obs, _ = env.reset(seed=21)
+    for _ in range(40):
+        for name, act in schedulers.items():
+            chosen = env.plan_for(act(env, obs))
+            assert chosen.plan == env.plan_for(references[name](env, obs)).plan, name
+            assert all(env.state.world.available >> i & 1 for i in chosen.slots), (name, chosen.plan)
+        expected, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
+        assert np.array_equal(np.asarray(learned(env, obs)), np.asarray(expected))
+        obs, _, terminated, _, _ = env.step(schedulers["heuristic"](env, obs))
+        if terminated:
+            obs, _ = env.reset(seed=22)
+    for name in ("clairvoyant", "lifetime_oracle"):
+        with pytest.raises(UserError, match="future availability"):
+            scheduler_for(name)
+    with pytest.raises(UserError, match="no such file"):
+        scheduler_for("greedyy")
+
+
 def test_evaluate_refuses_a_missing_policy(tmp_path):
     result = run_cli("evaluate", "--policy", str(tmp_path / "nope.zip"), "--json", str(tmp_path / "e.json"))
     assert result.returncode == 2 and "no such file" in result.stderr and "Traceback" not in result.stderr

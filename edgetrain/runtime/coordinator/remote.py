@@ -293,7 +293,23 @@ class RemoteLauncher(Launcher):
             answers = list(pool.map(lambda d: self._client(d) is not None, known))
         return [d for d, there in zip(known, answers) if there]
 
+    def ready_devices(self, devices: list[str]) -> list[str]:
+        """The devices that answer now and can start a shard at once: a shard runs there, or a process
+        waits warm (torch imported). A worker that has just come back (its device returned, or it was
+        restarted) imports torch for its first process: 14-22 s on the testbed's 0.15-share device
+        (measured in a deployment). A plan that took the device then would wait that long, where the
+        devices already warm could have trained meanwhile."""
+        return [d for d in self.available_devices(devices) if is_warm(self.clients[d].state)]
+
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
         self.clients = {}
+
+
+def is_warm(state: dict) -> bool:
+    """From a worker's last reported state: can it start a shard without importing first? Unknown (no
+    heartbeat yet) is not warm."""
+    if not state:
+        return False
+    return state.get("shards_running", 0) > 0 or state.get("spares_warm", 0) > 0

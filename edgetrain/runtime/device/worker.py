@@ -314,7 +314,8 @@ class Worker:
     def state(self) -> dict:
         with self._lock:
             running = sum(1 for p in self._shards.values() if p.poll() is None)
-            importing = sum(1 for p in self._live_spares() if p.pid not in self._warm)
+            spares = self._live_spares()
+            importing = sum(1 for p in spares if p.pid not in self._warm)
         try:
             import psutil
             memory_mb = psutil.virtual_memory().available / 2 ** 20
@@ -323,7 +324,8 @@ class Worker:
         return {"device": self.device, "time": time.time(), "uptime_s": time.time() - self.started,
                 "cpu_s": self.cpu.seconds(), "cpu_source": self.cpu.source, "load": os.getloadavg()[0],
                 "memory_available_mb": memory_mb, "battery_pct": battery_percent(self.battery_file),
-                "shards_running": running, "spares_importing": importing, **self.facts}
+                "shards_running": running, "spares_importing": importing, "spares_warm": len(spares) - importing,
+                **self.facts}
 
     # --- network ---------------------------------------------------------------------------------
     def serve_forever(self) -> None:
