@@ -100,14 +100,19 @@ class Testbed:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        try:
-            for device in list(self.network.hosts):
-                self._kill_processes(device)
-        finally:
-            self.network.stop()
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None
+        # Under the lock: a device going on- or offline right now (the availability follower, which may
+        # outlive the join) finishes first, and none starts after (set_online checks `_stop`). Mininet
+        # talks to each node through one shell; the follower's link change and the network's teardown
+        # on the same shell at once could each read the other's reply and wait for ever.
+        with self._lock:
+            try:
+                for device in list(self.network.hosts):
+                    self._kill_processes(device)
+            finally:
+                self.network.stop()
+                if self._previous_sigterm is not None:
+                    signal.signal(signal.SIGTERM, self._previous_sigterm)
+                    self._previous_sigterm = None
 
     def _spawn(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -187,13 +192,14 @@ class Testbed:
 
     def restart_worker(self, device: str) -> None:
         with self._lock:
-            self._start_worker(device)
+            if not self._stop.is_set():
+                self._start_worker(device)
 
     def set_online(self, device: str, online: bool, battery_pct: Optional[float] = None) -> None:
         """Offline: the link is cut and the worker's processes stop. Online: both come back.
         `battery_pct`: the charge that takes it offline, published together with the change."""
         with self._lock:
-            if self.online[device] == online:
+            if self.online[device] == online or self._stop.is_set():
                 return
             self.online[device] = online
             if battery_pct is not None:

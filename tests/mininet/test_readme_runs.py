@@ -171,10 +171,11 @@ class Reader:
         try:
             rest, _ = process.communicate(timeout=60)
         except subprocess.TimeoutExpired:
+            where = _where_stuck(process.pid)
             os.killpg(process.pid, signal.SIGKILL)
             rest, _ = process.communicate()
             self.daemons.remove(process)  # gone: close() must not kill its group again
-            pytest.fail(f"{process.args} did not stop within 60 s of signal {sig}:\n{rest[-3000:]}")
+            pytest.fail(f"{process.args} did not stop within 60 s of signal {sig}:\n{rest[-3000:]}\n{where}")
         self.daemons.remove(process)
         return rest
 
@@ -198,6 +199,20 @@ class Reader:
         for process in list(self.daemons):
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
+
+
+def _where_stuck(pid: int) -> str:
+    """What a command that does not stop is waiting for: its processes' kernel wait channels and, where
+    py-spy is installed, its Python stacks (a hang seen only when the whole suite runs needs both)."""
+    ps = subprocess.run(["ps", "-eo", "pid,ppid,pgid,sid,stat,wchan:24,etimes,args"], capture_output=True,
+                        text=True).stdout.splitlines()
+    mine = [line for line in ps[1:] if line.split()[3] == str(pid)]
+    report = "\n".join([ps[0], *mine])
+    spy = shutil.which("py-spy", path=f"{VENV_BIN}:{os.environ['PATH']}")
+    if spy:
+        report += "\n" + subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True,
+                                        timeout=60).stdout
+    return report
 
 
 @pytest.fixture(scope="module")
