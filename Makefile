@@ -25,7 +25,7 @@ $(PY):
 
 # torch==2.13.0 (pinned in pyproject.toml) resolves to the CPU build that pip finds on this disk.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,zeus]'
 	touch $@
 
 mininet-link: venv system-packages

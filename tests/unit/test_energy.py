@@ -91,3 +91,80 @@ def test_an_nvidia_gpu_is_metered_without_rapl(tmp_path, monkeypatch):
     (zone / "energy_uj").write_text("600")
     fake.mj += 1000
     assert both.measure(Usage(1, 1, 0, 0)) == pytest.approx(500e-6 + 1.0)
+
+
+class _FakeZeusMonitor:
+    """ZeusMonitor's window API (begin_window/end_window, the fields of its Measurement) over counters the
+    test advances: which windows are open, and what each closed one measured."""
+
+    def __init__(self, gpus=(0,), cpus=(0,), soc_total_mj=None):
+        from types import SimpleNamespace
+        self.gpu_indices, self.cpu_indices = list(gpus), list(cpus)
+        self.soc_is_present = soc_total_mj is not None
+        self.soc_total_mj = soc_total_mj
+        self.counters = {"gpu": 0.0, "cpu": 0.0, "dram": 0.0}
+        self.open: dict[str, dict] = {}
+        self._ns = SimpleNamespace
+
+    def begin_window(self, key, sync_execution=True, restart=False):
+        assert key not in self.open, "a window opened twice"
+        self.open[key] = {**self.counters, "soc": self.soc_total_mj}
+
+    def end_window(self, key, sync_execution=True, cancel=False):
+        start = self.open.pop(key)
+        delta = {k: self.counters[k] - start[k] for k in ("gpu", "cpu", "dram")}
+        soc = self._ns(total_energy_mj=self.soc_total_mj - start["soc"]) if self.soc_is_present else None
+        return self._ns(time=1.0, gpu_energy={i: delta["gpu"] for i in self.gpu_indices},
+                        cpu_energy={i: delta["cpu"] for i in self.cpu_indices} or None,
+                        dram_energy={i: delta["dram"] for i in self.cpu_indices} or None, soc_energy=soc)
+
+
+def test_zeus_meter_measures_each_interval_in_its_own_window():
+    """The adapter over Zeus's monitor: one window per interval, closed and reopened by each reading, GPUs,
+    CPU packages and DRAM summed, and the name says what Zeus covers."""
+    from edgetrain.runtime.device.energy import ZeusMeter
+    monitor = _FakeZeusMonitor(gpus=(0, 1), cpus=(0,))
+    meter = ZeusMeter(monitor)
+    assert meter.name == "zeus:gpu0,gpu1,cpu0" and list(monitor.open) == [ZeusMeter.WINDOW]
+    monitor.counters.update(gpu=3.0, cpu=1.5, dram=0.25)
+    assert meter.measure(Usage(1, 1, 0, 0)) == pytest.approx(2 * 3.0 + 1.5 + 0.25)
+    monitor.counters.update(gpu=4.0)  # only what came after the last reading
+    assert meter.measure(Usage(1, 1, 0, 0)) == pytest.approx(2 * 1.0)
+    meter.close()
+    assert monitor.open == {}
+
+
+def test_zeus_meter_takes_a_jetson_boards_total_alone():
+    """On a Jetson the board's input rail covers CPU and GPU: its total is not added to the parts."""
+    from edgetrain.runtime.device.energy import ZeusMeter
+    monitor = _FakeZeusMonitor(gpus=(0,), cpus=(), soc_total_mj=1000.0)
+    meter = ZeusMeter(monitor)
+    assert meter.name == "zeus:gpu0,soc"
+    monitor.soc_total_mj += 2500.0
+    monitor.counters.update(gpu=1.0)
+    assert meter.measure(Usage(1, 1, 0, 0)) == pytest.approx(2.5)
+
+
+def test_zeus_is_preferred_where_it_finds_a_sensor(monkeypatch, tmp_path):
+    """Zeus's monitor is the meter wherever it finds a sensor (also in what a worker reports); for another
+    sysfs than the machine's, or when not asked, it is not consulted."""
+    from edgetrain.runtime.device.energy import ZeusMeter, hardware_facts
+    monkeypatch.setattr(ZeusMeter, "detect", classmethod(lambda cls: cls(_FakeZeusMonitor())))
+    assert select_meter(PROFILE, use_hardware=True).name == "zeus:gpu0,cpu0"
+    assert hardware_facts()["meter"] == "zeus:gpu0,cpu0"
+    assert select_meter(PROFILE, use_hardware=False).name == "profile"
+    assert select_meter(PROFILE, use_hardware=True, sysfs=tmp_path).name == "profile"
+
+
+def test_on_a_machine_without_sensors_zeus_finds_none_and_the_profile_meter_is_used():
+    """The real Zeus (installed with the project) on a host with no GPU and no RAPL counters, as CI's:
+    its monitor comes up empty, which must give the profile meter, not an error in every shard."""
+    import glob
+    from pathlib import Path
+
+    from edgetrain.runtime.device.energy import ZeusMeter
+    pytest.importorskip("zeus.monitor")
+    if Path("/sys/class/powercap").exists() or glob.glob("/dev/nvidia[0-9]*") or glob.glob("/sys/class/hwmon/*/name"):
+        pytest.skip("this machine has sensors Zeus may read")
+    assert ZeusMeter.detect() is None
+    assert select_meter(PROFILE, use_hardware=True).name == "profile"

@@ -6,6 +6,9 @@
 - `rapl`: Linux powercap (Intel/AMD RAPL) package energy counters, on a real x86 device.
 - `nvml`: NVIDIA GPU energy counters through pynvml, alone or added to RAPL when both exist.
 - `jetson-rails`: the INA3221 power monitors of Jetson boards (board input rail), sampled and integrated.
+- `zeus:...`: Zeus's ZeusMonitor (the field's reference meter: NVIDIA GPUs, RAPL CPU packages and DRAM,
+  Jetson boards), preferred to the readers above wherever the `zeus` package is installed
+  (`pip install 'edgetrain[zeus]'`) and finds a sensor; the name lists what it covers.
 
 Hardware meters measure what their sensor covers (RAPL: the CPU package and DRAM, not the radio); the
 meter's name travels with the figure so nobody mistakes one for another.
@@ -217,20 +220,69 @@ class JetsonRailMeter(EnergyMeter):
         self._thread.join(timeout=1.0)
 
 
+class ZeusMeter(EnergyMeter):
+    """Zeus's ZeusMonitor over one measurement window per interval: `measure` closes the window and opens
+    the next. A Jetson board's total (its input rail, GPU included) stands alone; elsewhere the GPUs, the
+    CPU packages and their DRAM are summed."""
+
+    WINDOW = "edgetrain-interval"
+
+    def __init__(self, monitor):
+        self.monitor = monitor
+        covers = [f"gpu{i}" for i in monitor.gpu_indices] + [f"cpu{i}" for i in monitor.cpu_indices]
+        self.name = "zeus:" + ",".join(covers + (["soc"] if monitor.soc_is_present else []))
+        monitor.begin_window(self.WINDOW)
+
+    @classmethod
+    def detect(cls) -> Optional["ZeusMeter"]:
+        try:
+            from zeus.monitor import ZeusMonitor
+        except ImportError:
+            return None  # not installed: the readers below measure the same counters
+        try:
+            # Steps can be shorter than NVML's counter update period (a zero reading): Zeus then
+            # multiplies the GPU's power now by the window's time.
+            monitor = ZeusMonitor(approx_instant_energy=True)
+        except Exception:  # a driver or counter Zeus could not open: the readers below may still
+            return None
+        if not (monitor.gpu_indices or monitor.cpu_indices or monitor.soc_is_present):
+            return None
+        return cls(monitor)
+
+    def measure(self, usage: Usage) -> float:
+        window = self.monitor.end_window(self.WINDOW)
+        self.monitor.begin_window(self.WINDOW)
+        board_mj = getattr(window.soc_energy, "total_energy_mj", None)
+        if board_mj is not None:
+            return board_mj / 1e3
+        return (sum(window.gpu_energy.values()) + sum((window.cpu_energy or {}).values())
+                + sum((window.dram_energy or {}).values()))
+
+    def close(self) -> None:
+        self.monitor.end_window(self.WINDOW, sync_execution=False, cancel=True)
+
+
+def hardware_meter(sysfs: Path = Path("/sys")) -> Optional[EnergyMeter]:
+    """The hardware meter of this machine, None when it has none: Zeus's monitor where it is installed
+    and finds a sensor (it reads the machine's own /sys, so only when `sysfs` is that); else the Jetson
+    board's input rail (it covers the whole board, GPU included); else every meter present of RAPL (CPU
+    package) and NVML (NVIDIA GPUs), summed (NVML alone counts: a host with a GPU and no RAPL counters)."""
+    zeus = ZeusMeter.detect() if sysfs == Path("/sys") else None
+    if zeus is not None:
+        return zeus
+    jetson = JetsonRailMeter.detect(sysfs)
+    if jetson is not None:
+        return jetson
+    present = [meter for meter in (RaplMeter.detect(sysfs), NvmlMeter.detect()) if meter is not None]
+    if len(present) == 1:
+        return present[0]
+    return SumMeter(present) if present else None
+
+
 def select_meter(profile: PowerProfile, use_hardware: bool, sysfs: Path = Path("/sys")) -> EnergyMeter:
-    """When asked for hardware meters: the Jetson board's input rail (it covers the whole board, GPU
-    included), else every meter present of RAPL (CPU package) and NVML (NVIDIA GPUs), summed; else, or
-    when not asked, the profile meter. (NVML alone counts: a host with a GPU and no RAPL counters.)"""
-    if use_hardware:
-        jetson = JetsonRailMeter.detect(sysfs)
-        if jetson is not None:
-            return jetson
-        present = [meter for meter in (RaplMeter.detect(sysfs), NvmlMeter.detect()) if meter is not None]
-        if len(present) == 1:
-            return present[0]
-        if present:
-            return SumMeter(present)
-    return ProfileMeter(profile)
+    """The hardware meter when asked for one and the machine has one; else the profile meter."""
+    meter = hardware_meter(sysfs) if use_hardware else None
+    return meter if meter is not None else ProfileMeter(profile)
 
 
 def hardware_facts(sysfs: Path = Path("/sys")) -> dict:
@@ -243,9 +295,12 @@ def hardware_facts(sysfs: Path = Path("/sys")) -> dict:
             name = nvml.nvml.nvmlDeviceGetName(handle)
             gpus.append(name.decode() if isinstance(name, bytes) else str(name))
     jetson = JetsonRailMeter.detect(sysfs)
-    if jetson is not None and not gpus:
-        gpus.append("NVIDIA Jetson (integrated)")
-    present = [m.name for m in (jetson,) if m is not None] or \
-        [m.name for m in (RaplMeter.detect(sysfs), nvml) if m is not None]
-    return {"gpus": gpus, "meter": "+".join(present) if present else None}
+    if jetson is not None:
+        jetson.close()
+        if not gpus:
+            gpus.append("NVIDIA Jetson (integrated)")
+    meter = hardware_meter(sysfs)
+    if meter is not None:
+        meter.close()
+    return {"gpus": gpus, "meter": meter.name if meter is not None else None}
 
