@@ -276,14 +276,14 @@ class RemoteLauncher(Launcher):
             changes["checkpoint_out"] = name
         return dataclasses.replace(spec, **changes) if changes else spec
 
+    def _silent(self, device: str) -> bool:
+        return self.clients[device].silent_for() > self.heartbeat_timeout_s
+
     def lost_devices(self, devices: list[str]) -> list[str]:
-        return [d for d in devices
-                if d not in self.clients or not self.clients[d].connected
-                or self.clients[d].silent_for() > self.heartbeat_timeout_s]
+        return [d for d in devices if d not in self.clients or not self.clients[d].connected or self._silent(d)]
 
     def silent_but_connected(self, devices: list[str]) -> list[str]:
-        return [d for d in devices if d in self.clients and self.clients[d].connected
-                and self.clients[d].silent_for() > self.heartbeat_timeout_s]
+        return [d for d in devices if d in self.clients and self.clients[d].connected and self._silent(d)]
 
     def available_devices(self, devices: list[str]) -> list[str]:
         """The devices that answer now. Those not connected are probed all at once (a device that is
