@@ -19,6 +19,7 @@ Zeus cost per sample to the rule's, per seed and as the ratio of the means, agai
 
     sudo .venv/bin/python benchmarks/deployed_vs_greedy.py [--scenario smart-home-sessions] [--seeds 3]
         [--time-scale 1] [--rules greedy,heuristic] [--calibration FILE] [--policy FILE] [--out DIR]
+        [--policy-results EARLIER.json]
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def main() -> int:
     parser.add_argument("--calibration", default=None, help="calibration the policy was trained on (default: measure one)")
     parser.add_argument("--policy", default=None, help="policy.zip or .onnx (default: train one on the calibration)")
     parser.add_argument("--out", default=None, help="folder for everything made (default: runs/TIME-deployed-vs-greedy)")
+    parser.add_argument("--policy-results", default=None,
+                        help="an earlier report of this benchmark with the same --policy, --calibration and seeds: "
+                             "its policy deployments are taken from it (to measure the rules again alone)")
     args = parser.parse_args()
     require_mininet()
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
@@ -106,6 +110,15 @@ def main() -> int:
         policy = trained_policy(scenario, calibration, out)
     contenders = {"policy": policy, **{rule: rule for rule in rules}}
     results: dict[str, dict] = {name: {} for name in contenders}
+    if args.policy_results:
+        earlier = json.loads(Path(args.policy_results).read_text())
+        if earlier["policy"] != policy or earlier["calibration"] != args.calibration:
+            raise UserError(f"{args.policy_results} deployed another policy or calibration")
+        results["policy"] = {s: earlier["results"]["policy"][s] for s in map(str, seeds)
+                             if s in earlier["results"]["policy"]}
+        if len(results["policy"]) < len(seeds):
+            raise UserError(f"{args.policy_results} has no policy deployment of some of the seeds {args.seeds}")
+        del contenders["policy"]
     for seed in seeds:
         for name, which in contenders.items():
             say(f"deploying {name} (seed {seed}, availability {args.time_scale:g}x real time)")

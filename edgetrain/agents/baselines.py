@@ -80,8 +80,21 @@ def predicted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> floa
     return env.predicted_cost_per_sample(resolved)
 
 
+def priced_now(env: EdgeTrainEnv, cache: dict) -> dict:
+    """`cache` emptied when the env prices plans by another cost model than the one its entries were
+    priced by: a live deployment recalibrates after every decision. (Keyed by the fleet and the set
+    alone, greedy kept a plan's calibrated price for a whole deployment: on the testbed it went back to
+    dp:orin-nano,xavier-nx, priced at 0.25 s a step, after the recalibrated model had learnt 0.63 s.)"""
+    if cache.get("priced by") is not env.cost:
+        cache.clear()
+        cache["priced by"] = env.cost
+    return cache
+
+
 def cheapest_plan(env: EdgeTrainEnv, available: int, cache: dict) -> ResolvedPlan:
-    """Greedy's choice on an available set; it depends only on the fleet and the set (cached)."""
+    """Greedy's choice on an available set; it depends only on the fleet, the set and the cost model
+    (cached)."""
+    cache = priced_now(env, cache)
     key = (env.names, available)
     if key not in cache:
         cache[key] = min(env.fleet.candidates(available), key=lambda c: predicted_cost_per_sample(env, c))
@@ -89,7 +102,7 @@ def cheapest_plan(env: EdgeTrainEnv, available: int, cache: dict) -> ResolvedPla
 
 
 def make_greedy(seed: int = 0) -> Policy:
-    best: dict[tuple, ResolvedPlan] = {}
+    best: dict = {}
 
     def act(env: EdgeTrainEnv, obs: np.ndarray):
         available = env.state.world.available
@@ -194,8 +207,8 @@ def make_clairvoyant(seed: int = 0, width: int = 6) -> Policy:
     that batteries last (where running flat means waiting for a charger, the wait costs more than the
     time a frugal plan loses). With greedy among the bases the planner is never worse than greedy on a
     noise-free trace (tested)."""
-    best: dict[tuple, ResolvedPlan] = {}
-    frugal_best: dict[tuple, ResolvedPlan] = {}
+    best: dict = {}
+    frugal_best: dict = {}
 
     def greedy(state: EpisodeState, env: EdgeTrainEnv) -> ResolvedPlan:
         return cheapest_plan(env, state.world.available, best)
@@ -207,7 +220,7 @@ def make_clairvoyant(seed: int = 0, width: int = 6) -> Policy:
 
     def frugal(state: EpisodeState, env: EdgeTrainEnv) -> ResolvedPlan:
         key = (env.names, state.world.available)
-        if key not in frugal_best:
+        if key not in priced_now(env, frugal_best):
             leaning = EnergyTimeCost((1.0 + env.objective.eta) / 2, env.objective.max_power_w)
             frugal_best[key] = min(env.fleet.candidates(state.world.available), key=lambda c: leaning.zeus_cost(
                 c.prediction.total_energy_j, c.prediction.step_time_s))

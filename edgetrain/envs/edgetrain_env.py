@@ -259,12 +259,17 @@ class EdgeTrainEnv(gym.Env):
                   "measured": {"step_s": observed.step_s, "energy_j": observed.energy_j, "cpu_s": observed.cpu_s},
                   "calibrated": prediction_error(self.cost.calibrated, observed),
                   "recalibrated": prediction_error(self.cost, observed)}
-        self.cost = self.recalibrator.observe(observed)
+        self.reprice(self.recalibrator.observe(observed))
+        report["corrections"] = self.cost.corrections.to_dict()
+        return report
+
+    def reprice(self, cost: CostModel) -> None:
+        """Price every later decision by `cost` (a recalibrated model): the fleets' plans and the offers
+        are rebuilt from it."""
+        self.cost = cost
         self._fleets.clear()
         self._offers.clear()
         self.fleet = self._fleet_for(self.fleet.scenario)
-        report["corrections"] = self.cost.corrections.to_dict()
-        return report
 
     def action_masks(self) -> np.ndarray:
         """The indices that hold an offered plan."""

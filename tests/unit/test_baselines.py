@@ -135,3 +135,22 @@ def test_a_plans_expected_stay_follows_its_members_availability_and_age():
     for age in (0.0, 40.0, 200.0):
         aged(env, age)
         assert expected_stay_s(env, env.resolve("local", [slot["laptop"]]), 2000.0) == pytest.approx(40.0, rel=0.05)
+
+
+@pytest.mark.parametrize("rule", ["greedy", "heuristic", "clairvoyant"])
+def test_a_rule_prices_by_the_model_the_env_prices_by_now(rule):
+    """Before: greedy cached its choice per available set for good, so in a deployment (which recalibrates
+    after every decision) it kept a plan's calibrated price and went back to a plan measured 2.6x slower.
+    A rule's choice on the same set follows the recalibrated model."""
+    from edgetrain.envs.costmodel import Corrections
+    scenario = load_scenario("smart-home")
+    env = EdgeTrainEnv(scenario=scenario, calibration=load_calibration(default_calibration_path(scenario)))
+    act = BASELINES[rule](0)
+    obs, _ = env.reset(seed=2000)
+    first = act(env, obs).plan
+    # What a deployment would have measured: every device of that plan four times slower than calibrated.
+    env.reprice(env.cost.corrected(Corrections(compute={d: 4.0 for d in first.devices})))
+    obs = env._get_obs()
+    again = act(env, obs).plan
+    assert again != first
+    assert set(again.devices) != set(first.devices)
