@@ -74,6 +74,9 @@ class _FakeNvml:
     def nvmlDeviceGetTotalEnergyConsumption(self, handle):
         return self.mj
 
+    def nvmlDeviceGetName(self, handle):
+        return b"NVIDIA H100"
+
 
 def test_an_nvidia_gpu_is_metered_without_rapl(tmp_path, monkeypatch):
     """Before: NVML was only consulted when RAPL counters existed, so a GPU host without RAPL got the
@@ -148,12 +151,17 @@ def test_zeus_meter_takes_a_jetson_boards_total_alone():
 def test_zeus_is_preferred_where_it_finds_a_sensor(monkeypatch, tmp_path):
     """Zeus's monitor is the meter wherever it finds a sensor (also in what a worker reports); for another
     sysfs than the machine's, or when not asked, it is not consulted."""
-    from edgetrain.runtime.device.energy import ZeusMeter, hardware_facts
+    from edgetrain.runtime.device.energy import NvmlMeter, ZeusMeter, hardware_facts
     monkeypatch.setattr(ZeusMeter, "detect", classmethod(lambda cls: cls(_FakeZeusMonitor())))
-    assert select_meter(PROFILE, use_hardware=True).name == "zeus:gpu0,cpu0"
-    assert hardware_facts()["meter"] == "zeus:gpu0,cpu0"
-    assert select_meter(PROFILE, use_hardware=False).name == "profile"
+    # Where edgetrain's own readers find no sensor, Zeus is not even imported (it costs 1 s of CPU).
+    monkeypatch.setattr(NvmlMeter, "detect", classmethod(lambda cls: None))
     assert select_meter(PROFILE, use_hardware=True, sysfs=tmp_path).name == "profile"
+    assert select_meter(PROFILE, use_hardware=True).name == "profile"
+    monkeypatch.setattr(NvmlMeter, "detect", classmethod(lambda cls: cls(_FakeNvml(), ["gpu0"])))
+    assert select_meter(PROFILE, use_hardware=True).name == "zeus:gpu0,cpu0"
+    assert hardware_facts() == {"gpus": ["NVIDIA H100"], "meter": "zeus:gpu0,cpu0"}
+    assert select_meter(PROFILE, use_hardware=False).name == "profile"
+    assert select_meter(PROFILE, use_hardware=True, sysfs=tmp_path).name == "nvml"  # not the machine's /sys
 
 
 def test_on_a_machine_without_sensors_zeus_finds_none_and_the_profile_meter_is_used():
