@@ -45,7 +45,13 @@ def test_a_shard_killed_for_memory_is_reported_and_the_job_recovers_without_that
             hog.kill()
     assert [s["step"] for s in metrics.steps][-1] == 4
     (record,) = metrics.recoveries
-    assert record["cause"] == "out of memory" and record["devices"] == ["laptop"], record
+    assert record["cause"] == "out of memory" and record["devices"] == ["laptop"], (record, lines, _logs(tmp_path))
     assert record["new_plan"] == "local:xavier-nx"
     assert any(line.startswith("laptop ran out of memory after step") for line in lines), lines
     assert Path(tmp_path / "ckpt.pt").exists()
+
+
+def _logs(tmp_path: Path) -> dict[str, str]:
+    """The end of every log of the run (the workers' and the shards'): what tells a memory stall from
+    a worker the kernel killed, should the cause come out wrong."""
+    return {str(p.relative_to(tmp_path)): p.read_text(errors="replace")[-1500:] for p in sorted(tmp_path.rglob("*.log"))}

@@ -242,27 +242,40 @@ def _shard_failed(job: Job, launcher: Launcher, metrics: RunMetrics, reason: str
                   messages: "queue.Queue[ShardMessage]") -> RunError:
     """A shard died. If a device vanished, that is the cause (its peers fail with it): give heartbeats
     the time to tell before blaming the shard. If a device's kernel killed its shard for memory, that
-    is the cause, also when that device went silent first: a memory cgroup at its cap stalls its worker
-    (pages evicted) before the kill, longer than a heartbeat timeout on a loaded machine (measured: the
-    OOM test reported "device lost" once in a CI run). So a device that is silent but still connected
-    is given another heartbeat timeout to report its shard's exit."""
-    grace_s = getattr(launcher, "heartbeat_timeout_s", 0.0)
-    deadline = time.monotonic() + grace_s + 1.0
-    lost: Optional[DeviceLost] = None
+    is the cause (_why_lost)."""
+    deadline = time.monotonic() + getattr(launcher, "heartbeat_timeout_s", 0.0) + 1.0
     while True:
         oom = _queued_oom(job, metrics, messages)
         if oom is not None:
             return oom
-        if lost is None:
-            try:
-                _check_devices(job, launcher, metrics)
-            except DeviceLost as found:
-                lost = found
-                deadline = time.monotonic() + grace_s
-        if lost is not None and (time.monotonic() >= deadline or not launcher.silent_but_connected(lost.devices)):
-            return lost
+        try:
+            _check_devices(job, launcher, metrics)
+        except DeviceLost as lost:
+            return _why_lost(job, launcher, metrics, lost, messages)
         if time.monotonic() >= deadline:
             return RunError(reason)
+        time.sleep(POLL_S)
+
+
+def _why_lost(job: Job, launcher: Launcher, metrics: RunMetrics, lost: DeviceLost,
+              messages: "queue.Queue[ShardMessage]") -> RunError:
+    """A device stopped answering. If its kernel killed its shard for memory, that is the cause, also
+    when it went silent first: a memory cgroup at its cap stalls its worker (pages evicted) before the
+    kill, longer than a heartbeat timeout on a loaded machine (measured: the OOM test reported "device
+    lost" in two CI runs). So a device whose last heartbeat said its memory was nearly full, and whose
+    connection is still open (silent, or talking again: its heartbeat can come back before its shard's
+    exit is relayed), is given another heartbeat timeout to report that exit. Any other is lost at once:
+    a silent loss is noticed within the heartbeat timeout (rules.HEARTBEAT_TIMEOUT_S)."""
+    deadline = time.monotonic() + getattr(launcher, "heartbeat_timeout_s", 0.0)
+    stalled = launcher.memory_nearly_full(lost.devices)
+    while True:
+        oom = _queued_oom(job, metrics, messages)
+        if oom is not None:
+            return oom
+        silent = set(launcher.silent_but_connected(stalled))
+        connected = [d for d in stalled if d in silent or d not in launcher.lost_devices([d])]
+        if not connected or time.monotonic() >= deadline:
+            return lost
         time.sleep(POLL_S)
 
 
@@ -291,7 +304,7 @@ def _follow(job: Job, launcher: Launcher, metrics: RunMetrics, messages: "queue.
         try:
             _check_devices(job, launcher, metrics)
         except DeviceLost as lost:
-            raise (_queued_oom(job, metrics, messages) or lost) from None  # a silent device may have said why already
+            raise _why_lost(job, launcher, metrics, lost, messages) from None
         try:
             message = messages.get(timeout=POLL_S)
             heard_at = time.monotonic()

@@ -63,6 +63,11 @@ class Launcher(ABC):
         report); only launchers with heartbeats can tell."""
         return []
 
+    def memory_nearly_full(self, devices: list[str]) -> list[str]:
+        """Devices among these whose last report said their memory cap was nearly reached (a silence
+        there may be a memory stall before an OOM kill); only launchers with heartbeats can tell."""
+        return []
+
     def available_devices(self, devices: list[str]) -> list[str]:
         """Devices among these that could take part in a plan now."""
         return [d for d in devices if d not in self.lost_devices(devices)]

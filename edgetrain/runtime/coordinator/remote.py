@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgetrain.core.errors import DeviceLost
-from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
+from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S, MEMORY_STALL_FRACTION
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
 from edgetrain.runtime.wire.control import Channel, ProtocolError, connect
 from edgetrain.runtime.wire.spec import EVENT_SCHEMA, ShardSpec
@@ -284,6 +284,10 @@ class RemoteLauncher(Launcher):
 
     def silent_but_connected(self, devices: list[str]) -> list[str]:
         return [d for d in devices if d in self.clients and self.clients[d].connected and self._silent(d)]
+
+    def memory_nearly_full(self, devices: list[str]) -> list[str]:
+        return [d for d in devices if d in self.clients
+                and (self.clients[d].state.get("memory_in_use") or 0.0) >= MEMORY_STALL_FRACTION]
 
     def available_devices(self, devices: list[str]) -> list[str]:
         """The devices that answer now. Those not connected are probed all at once (a device that is

@@ -29,7 +29,7 @@ from edgetrain.core.rules import HEARTBEAT_EVERY_S
 from edgetrain import __version__
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.device.energy import hardware_facts
-from edgetrain.runtime.device.oom import oom_kill_count
+from edgetrain.runtime.device.oom import memory_in_use, oom_kill_count
 from edgetrain.runtime.wire.control import PROTOCOL_VERSION, Channel, ProtocolError, server_handshake
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
 from edgetrain.runtime.wire.transfer import Assembly, TransferError, chunk_messages, is_plain_name, start_assembly
@@ -323,7 +323,7 @@ class Worker:
             memory_mb = None
         return {"device": self.device, "time": time.time(), "uptime_s": time.time() - self.started,
                 "cpu_s": self.cpu.seconds(), "cpu_source": self.cpu.source, "load": os.getloadavg()[0],
-                "memory_available_mb": memory_mb, "battery_pct": battery_percent(self.battery_file),
+                "memory_available_mb": memory_mb, "memory_in_use": memory_in_use(), "battery_pct": battery_percent(self.battery_file),
                 "shards_running": running, "spares_importing": importing, "spares_warm": len(spares) - importing,
                 **self.facts}
 
