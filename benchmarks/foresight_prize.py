@@ -8,7 +8,7 @@ Prints JSON.
 
 Cases: smart-home as shipped (memoryless), churn-sessions with the default 2 s switch and with an 8 s
 switch (cold starts on real boards), the built-in smart-home-sessions (its phone in sessions too), battery-evening and solar-night (batteries that must last the night:
-a cliff that greedy falls off) with decisions of 100 steps.
+a cliff that greedy falls off) with decisions of 100 steps, and battery-evening with power modes.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ CASES = [  # (name, scenario, env arguments)
     # assumption is worth.
     ("smart-home-sessions, the live runtime's 1 s switch", "smart-home-sessions", {"switch_s": 1.0}),
     ("battery-evening", str(HERE / "battery-evening.yaml"), {"decision_steps": 100}),
+    # The same evening with the Jetsons' and the phone's power modes offered (assumed figures): what a
+    # device's mode is worth to each contender, against the case above.
+    ("battery-evening, power modes", str(HERE / "battery-evening-modes.yaml"), {"decision_steps": 100}),
     ("solar-night", str(HERE / "solar-night.yaml"), {"decision_steps": 100}),
 ]
 CONTENDERS = ("greedy", "heuristic", "lifetime_oracle", "clairvoyant")

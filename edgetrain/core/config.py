@@ -173,6 +173,50 @@ def _hour_windows(value, key: str = "hours") -> tuple[tuple[float, float], ...]:
 
 
 @dataclass(frozen=True)
+class PowerMode:
+    """One of a device's power modes below its top one (a Jetson's nvpmodel modes: fewer cores and lower
+    clocks at a lower power budget; zTT, MobiSys'21; Zeus, NSDI'23). The top mode is the device's profile
+    and calibration as they are; a lower one computes at `speed` times their speed and draws `power`
+    times their compute power above idle. Lowering the clock saves more power than it loses speed
+    (dynamic power grows faster than linearly with frequency), so power < speed is the usual shape:
+    each step of compute costs less energy, and takes longer."""
+
+    name: str
+    speed: float
+    power: float
+
+    def __post_init__(self):
+        _check(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").replace(".", "").isalnum()
+               and self.name != TOP_POWER_MODE, "name",
+               f"must be letters, digits, '-', '_' or '.', and not {TOP_POWER_MODE!r} (the top mode), got {self.name!r}")
+        for key in ("speed", "power"):
+            value = getattr(self, key)
+            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1, key,
+                   f"must be a fraction of the top mode's, above 0 and below 1, got {value!r}")
+
+
+TOP_POWER_MODE = "max"
+"""The name of every device's top power mode: its profile and calibration as they are."""
+MAX_POWER_MODES = 4
+"""Lower power modes a device may have (each multiplies the plans a policy chooses among)."""
+
+
+def _power_modes(value) -> tuple[PowerMode, ...]:
+    _check(isinstance(value, dict) and 0 < len(value) <= MAX_POWER_MODES, "power_modes",
+           f"must map 1 to {MAX_POWER_MODES} mode names to {{speed: FRACTION, power: FRACTION}}, got {value!r}")
+    modes = []
+    for name, figures in value.items():
+        _check(isinstance(figures, dict) and set(figures) == {"speed", "power"}, f"power_modes.{name}",
+               f"must be {{speed: FRACTION, power: FRACTION}}, got {figures!r}")
+        try:
+            modes.append(PowerMode(str(name), figures["speed"], figures["power"]))
+        except ConfigValueError as exc:
+            raise ConfigValueError(f"power_modes.{name}.{exc.key}" if exc.key != "name" else "power_modes",
+                                   exc.message) from None
+    return tuple(modes)
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     """One edge device of a scenario."""
 
@@ -202,6 +246,9 @@ class DeviceConfig:
     to 20% (a phone on its charger at night, a laptop at its desk). Default: never plugged in."""
     charge_w: float = 10.0
     """Battery devices: charger power into the battery while plugged in, W (default 10: a 5 V, 2 A charger)."""
+    power_modes: tuple = ()
+    """Lower power modes a plan may run this device in (`dp:orin-nano~7W,pi4`, DESIGN.md), as YAML
+    `{7W: {speed: 0.6, power: 0.45}}`; parsed to PowerMode. Default: the top mode alone."""
 
     def __post_init__(self):
         _check(isinstance(self.name, str) and self.name.replace("-", "").replace("_", "").isalnum(), "name",
@@ -225,6 +272,17 @@ class DeviceConfig:
         if self.charging_hours is not None:
             _check(self.battery_wh is not None, "charging_hours", "needs battery_wh (only a battery charges)")
             object.__setattr__(self, "charging_hours", _hour_windows(self.charging_hours, "charging_hours"))
+        if self.power_modes and not all(isinstance(m, PowerMode) for m in self.power_modes):
+            object.__setattr__(self, "power_modes", _power_modes(self.power_modes))
+
+    def power_mode(self, name: str) -> Optional[PowerMode]:
+        """The lower power mode of this name; None for the top mode; KeyError for a mode it lacks."""
+        if name in ("", TOP_POWER_MODE):
+            return None
+        for mode in self.power_modes:
+            if mode.name == name:
+                return mode
+        raise KeyError(name)
 
 
 # Share of the machine kept for the coordinator and the test runner (DESIGN.md).

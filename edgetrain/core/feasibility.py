@@ -21,6 +21,11 @@ def plan_problems(plan: Plan, scenario: Scenario) -> list[str]:
     if unknown:
         return [f"device {unknown[0]!r} is not in scenario {scenario.name} "
                 f"(devices: {', '.join(scenario.device_names)})"]
+    for device in plan.devices:
+        modes = [m.name for m in scenario.device(device).power_modes]
+        if plan.mode(device) and plan.mode(device) not in modes:
+            problems.append(f"{device} has no power mode {plan.mode(device)!r} "
+                            f"(its modes: {', '.join(['max', *modes])})")
     if plan.kind == "dp" and cfg.batch_size < n:
         problems.append(f"batch_size {cfg.batch_size} has fewer rows than the {n} data-parallel devices")
     if plan.kind == "tp":

@@ -8,13 +8,18 @@ devices, with blocks allotted per stage:
 reads "stage 1: orin-nano and xavier-nx, data parallel, 3 blocks; stage 2: pi4, 1 block; 4
 micro-batches". `=N` may be left out on every stage (blocks balanced by count) and `@M` too (the
 default micro-batch count). A stage of one device is an uneven pipeline stage.
+
+Any device of any plan may carry one of its scenario's power modes: `dp:orin-nano~7W,pi4` runs the
+Orin Nano in its 7W mode (DeviceConfig.power_modes); without `~` a device runs in its top mode.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import combinations
 
+from edgetrain.core.config import TOP_POWER_MODE
 from edgetrain.core.errors import PlanError
 
 PLAN_KINDS = ("local", "dp", "pp", "tp", "sp")
@@ -45,8 +50,14 @@ class Plan:
     """Hybrid: blocks per stage; empty: balanced by count."""
     microbatches: int = 0
     """Hybrid: micro-batches per step; 0: the default for the stage count (core/sizing.py)."""
+    modes: tuple[str, ...] = ()
+    """Each device's power mode, in `devices` order ("" for the top mode); empty: every one in its top."""
 
     def __post_init__(self):
+        if self.modes and not any(self.modes):
+            object.__setattr__(self, "modes", ())  # all top modes: one spelling, so plans compare equal
+        if self.modes and len(self.modes) != len(self.devices):
+            raise PlanError(f"a plan gives power modes for {len(self.modes)} of its {len(self.devices)} devices")
         if self.kind not in ALL_KINDS:
             raise PlanError(f"unknown plan kind {self.kind!r} (known: {', '.join(ALL_KINDS)})")
         if not self.devices:
@@ -83,8 +94,11 @@ class Plan:
         if not sep or not devices:
             raise PlanError(f"plan {text!r} is not of the form KIND:DEV,DEV,... (for example dp:laptop,pi4)")
         if kind.strip() == HYBRID:
-            return cls._parse_hybrid(text.strip(), devices.strip())
-        return cls(kind.strip(), tuple(d.strip() for d in devices.split(",") if d.strip()))
+            plan = cls._parse_hybrid(text.strip(), devices.strip())
+        else:
+            plan = cls(kind.strip(), tuple(d.strip() for d in devices.split(",") if d.strip()))
+        named = [_device_and_mode(text, d) for d in plan.devices]
+        return dataclasses.replace(plan, devices=tuple(d for d, _ in named), modes=tuple(m for _, m in named))
 
     @classmethod
     def _parse_hybrid(cls, text: str, body: str) -> "Plan":
@@ -128,7 +142,21 @@ class Plan:
         if len(kept) < 2:
             return None
         return Plan(HYBRID, tuple(d for s in kept for d in groups[s]), tuple(len(groups[s]) for s in kept),
-                    tuple(blocks[s] for s in kept) if self.stage_layers else (), self.microbatches)
+                    tuple(blocks[s] for s in kept) if self.stage_layers else (), self.microbatches,
+                    tuple(self.mode(d) for s in kept for d in groups[s]) if self.modes else ())
+
+    def mode(self, device: str) -> str:
+        """The power mode `device` runs in under this plan; "" for its top mode."""
+        return self.modes[self.devices.index(device)] if self.modes else ""
+
+    def in_modes(self, modes: dict[str, str]) -> "Plan":
+        """This plan with some devices' power modes set ("" for the top mode); others keep theirs."""
+        return dataclasses.replace(self, modes=tuple(modes.get(d, self.mode(d)) for d in self.devices))
+
+    @property
+    def top_modes(self) -> "Plan":
+        """This plan with every device in its top power mode."""
+        return dataclasses.replace(self, modes=())
 
     @property
     def stages(self) -> tuple[tuple[str, ...], ...]:
@@ -144,16 +172,29 @@ class Plan:
         return len(self.devices)
 
     def __str__(self) -> str:
+        named = [f"{d}~{self.mode(d)}" if self.mode(d) else d for d in self.devices]
         if self.kind != HYBRID:
-            return f"{self.kind}:{','.join(self.devices)}"
+            return f"{self.kind}:{','.join(named)}"
+        groups, start = [], 0
+        for size in self.group_sizes:
+            groups.append(named[start:start + size])
+            start += size
         stages = ["+".join(group) + (f"={self.stage_layers[i]}" if self.stage_layers else "")
-                  for i, group in enumerate(self.stages)]
+                  for i, group in enumerate(groups)]
         return f"{HYBRID}:{'/'.join(stages)}" + (f"@{self.microbatches}" if self.microbatches else "")
 
     def check_devices(self, known: list[str]) -> None:
         unknown = [d for d in self.devices if d not in known]
         if unknown:
             raise PlanError(f"plan {self} names unknown device {unknown[0]!r} (scenario devices: {', '.join(known)})")
+
+
+def _device_and_mode(text: str, token: str) -> tuple[str, str]:
+    device, tilde, mode = token.partition("~")
+    if tilde and not mode.strip():
+        raise PlanError(f"plan {text!r}: a power mode must follow ~ (for example orin-nano~7W)")
+    mode = mode.strip()
+    return device.strip(), "" if mode == TOP_POWER_MODE else mode
 
 
 def enumerate_plans(devices: list[str], max_devices: int) -> list[Plan]:

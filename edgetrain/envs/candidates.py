@@ -13,7 +13,8 @@ The offer, deduplicated and sorted by predicted Zeus cost per sample (cheapest f
 - for each member of the cheapest plan, the cheapest plan without that device (where to go when it is
   about to leave or its battery is low),
 - keeping the current plan, when all its devices are still there (no switch),
-then the next cheapest plans up to the limit. Every plan comes from `SlotFleet.candidates`.
+then the next cheapest plans up to the limit. Every plan comes from `SlotFleet.candidates`: in the
+simulator, that includes plans with members in lower power modes, where the scenario gives devices modes.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
@@ -175,6 +176,8 @@ class CostModel:
         self.calibrated: CostModel = self
         """The model as calibrated, before any corrections."""
         self._cache: dict[Plan, Prediction] = {}
+        self._power_scale: dict[str, float] = {}
+        """In a view for a plan with power modes (_in_modes): each lowered device's compute power factor."""
 
     def corrected(self, corrections: Optional[Corrections]) -> "CostModel":
         """This calibration with `corrections` applied (to the calibration, not on top of this model's
@@ -257,7 +260,28 @@ class CostModel:
         timed = [(count, model.time(part, rows, seq)) for part, count in parts]
         return sum(c * f for c, (f, _) in timed), sum(c * b for c, (_, b) in timed)
 
+    def _in_modes(self, plan: Plan) -> Prediction:
+        """A plan with devices in lower power modes: the same plan, predicted by a view of this model in
+        which each such device computes at its mode's speed and draws its mode's share of the compute
+        power (the idle power and the radio stay): a step of compute takes 1/speed as long at `power`
+        times the power. A mode the device lacks is one of the plan's problems and predicts as the top."""
+        view = copy.copy(self)
+        view._cache, view.devices, view._power_scale = {}, dict(self.devices), {}
+        for device in plan.devices:
+            try:
+                mode = self.scenario.device(device).power_mode(plan.mode(device))
+            except KeyError:
+                continue
+            if mode is not None:
+                view.devices[device] = self.devices[device].scaled(1.0 / mode.speed)
+                view._power_scale[device] = mode.power
+        top = view._predict(plan.top_modes)
+        problems = tuple(plan_problems(plan, self.scenario))
+        return dataclasses.replace(top, plan=str(plan), problems=problems, fits=not problems)
+
     def _predict(self, plan: Plan) -> Prediction:
+        if plan.modes:
+            return self._in_modes(plan)
         cfg, devices, n = self.cfg, plan.devices, plan.degree
         problems = tuple(plan_problems(plan, self.scenario))
         b, t, d, layers = cfg.batch_size, cfg.seq_len, cfg.d_model, cfg.layers
@@ -334,8 +358,9 @@ class CostModel:
             busy_cpu = (compute[dev] + optimizer[dev]) * model.cpu_per_compute_s
             idle_cpu = max(step - compute[dev] - optimizer[dev], 0.0) * model.idle_cpu_per_s
             cpu[dev] = busy_cpu + idle_cpu
+            idle_w, active_w = power.idle_power_w.value, power.active_power_w.value
             energy[dev] = profile_energy_j(
-                idle_w=power.idle_power_w.value, active_w=power.active_power_w.value,
+                idle_w=idle_w, active_w=idle_w + (active_w - idle_w) * self._power_scale.get(dev, 1.0),
                 tx_j_per_byte=power.radio_tx_j_per_byte.value, rx_j_per_byte=power.radio_rx_j_per_byte.value,
                 cores=model.cores, wall_s=step, cpu_s=cpu[dev], bytes_sent=sent[dev], bytes_recv=recv[dev])
         memory = self._memory(plan)

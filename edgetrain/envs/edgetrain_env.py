@@ -135,6 +135,7 @@ class EdgeTrainEnv(gym.Env):
                             else load_calibration(calibration or default_calibration_path(self.scenario)))
         self.cost = CostModel(self.calibration, self.scenario)
         self.recalibrator = Recalibrator(self.cost) if recalibrate and backend != "sim" else None
+        self.backend = backend
         self.objective = EnergyTimeCost.of(self.scenario)
         self.vary_fleet = vary_fleet
         self.decision_steps = decision_steps
@@ -166,7 +167,7 @@ class EdgeTrainEnv(gym.Env):
         names = tuple(scenario.device_names)
         fleet = self._fleets.get(names)
         if fleet is None:
-            fleet = self._fleets[names] = SlotFleet(scenario, self.cost)
+            fleet = self._fleets[names] = SlotFleet(scenario, self.cost, power_modes=self.backend == "sim")
             self._offers[names] = CandidateOffer(fleet, self.rules, self.objective)
         fleet = fleet if fleet.scenario is scenario else fleet.for_episode(scenario)
         self._offers[names].fleet = fleet  # the offer's caches depend on the devices; risks on this episode's

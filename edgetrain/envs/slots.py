@@ -24,9 +24,12 @@ sets are the prefixes of three orderings of the devices (see `SlotFleet.candidat
 class SlotFleet:
     """The devices of `scenario`, slot i holding its i-th device."""
 
-    def __init__(self, scenario: Scenario, cost: CostModel):
+    def __init__(self, scenario: Scenario, cost: CostModel, power_modes: bool = True):
         self.scenario = scenario
         self.cost = cost
+        self.power_modes = power_modes
+        """Whether plans with devices in lower power modes are candidates (the simulator's; the live
+        runtime cannot set a device's mode yet)."""
         self.names: tuple[str, ...] = tuple(scenario.device_names)
         self.n = len(self.names)
         self.powers = [get_profile(d.profile) for d in scenario.devices]
@@ -113,7 +116,8 @@ class SlotFleet:
         """Distinct plans on the available devices, as (kind, devices) choices resolve them, and the
         planner's cheapest hybrid plan on each device set: every subset up to EXHAUSTIVE_UP_TO devices;
         beyond, the prefixes (2, 3, ... devices) of the devices ordered by speed, by energy per step and
-        by bandwidth, and every device alone. Cached per available set."""
+        by bandwidth, and every device alone; and each of these with its members in lower power modes
+        (`_in_power_modes`). Cached per available set."""
         cached = self._candidates.get(available)
         if cached is not None:
             return cached
@@ -137,5 +141,27 @@ class SlotFleet:
             if hybrid is not None and hybrid.plan not in seen:
                 seen.add(hybrid.plan)
                 out.append(hybrid)
+        if self.power_modes:
+            for resolved in list(out):
+                for plan in self._in_power_modes(resolved.plan):
+                    if plan not in seen and not plan_problems(plan, self.scenario):
+                        seen.add(plan)
+                        out.append(self.priced(plan))
         self._candidates[available] = out
         return out
+
+    def _in_power_modes(self, plan: Plan) -> list[Plan]:
+        """`plan` with one member in one of its lower power modes, for every member and mode; and with
+        every member that has modes in its lowest-power one. Not every combination: with m modes on each
+        of k members that would be (m+1)^k plans; these are the ones a rule would try (slow down the one
+        device that drains or draws most, or all of them)."""
+        lowered = []
+        lowest = {}
+        for device in plan.devices:
+            modes = self.scenario.device(device).power_modes
+            lowered += [plan.in_modes({device: mode.name}) for mode in modes]
+            if modes:
+                lowest[device] = min(modes, key=lambda m: m.power).name
+        if len(lowest) > 1:
+            lowered.append(plan.in_modes(lowest))
+        return lowered

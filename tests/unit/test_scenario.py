@@ -91,7 +91,7 @@ def test_cli_reports_a_bad_scenario_in_one_sentence_with_exit_code_2(tmp_path):
     assert result.stderr.strip().splitlines() == [f"edgetrain: error: {bad}: devices[0].wings: unknown key "
                                                   "(expected one of name, profile, cpu_share, bandwidth_mbps, "
                                                   "delay_ms, loss_pct, memory_mb, battery_wh, "
-                                                  "battery_initial_pct, availability, charging_hours, charge_w)"]
+                                                  "battery_initial_pct, availability, charging_hours, charge_w, power_modes)"]
 
 
 def test_cli_reports_a_missing_scenario_file(tmp_path):

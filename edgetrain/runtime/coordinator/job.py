@@ -130,6 +130,10 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     if job.steps < 1:
         raise RunError("--steps must be at least 1")
     job.plan.check_devices(job.scenario.device_names)
+    if job.plan.modes:  # the simulator prices them; setting one live (nvpmodel, the host's CPU quota) is not built
+        device = next(d for d in job.plan.devices if job.plan.mode(d))
+        raise UserError(f"plan {job.plan}: the runtime cannot set a device's power mode yet ({device}~"
+                        f"{job.plan.mode(device)}); power modes are simulated only")
     if job.mode == "train":
         check_plan(job.plan, job.scenario)
     start_step = 0
