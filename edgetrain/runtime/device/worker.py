@@ -187,7 +187,7 @@ class Worker:
             self._shards[spec.rank] = process
             self._routes[process.pid] = (channel, spec.rank)
             self._oom_kills_before[process.pid] = oom_kill_count()
-            if spec.standby and not self._spares and not self._stopping.is_set():
+            if spec.standby and not self._spares and not self._stopping.is_set() and _room_for_a_standby():
                 # The next plan's process, ready before it is needed (a recovery or a switch then starts in
                 # a second); only when no warm process is left: it imports torch on the device's CPU.
                 self._spares.append(self._new_shard_process(standby=True))
@@ -485,6 +485,18 @@ class RefusalLog:
             self._logged += 1
         log.warning("rejected peer %s: %s", ascii(peer)[1:-1], ascii(reason[:200])[1:-1])
         return True
+
+
+STANDBY_MEMORY_FRACTION = 0.5
+"""A standby is started only while the device's processes take less than this share of its memory cap: a
+standby holds torch (about 210 MiB of its own memory, measured by the kernel's OOM report on the testbed),
+and on a small device it is what pushes the training shard beside it over the cap (the OOM test: a 600 MiB
+laptop 0.6 full when its shard started)."""
+
+
+def _room_for_a_standby() -> bool:
+    in_use = memory_in_use()
+    return in_use is None or in_use < STANDBY_MEMORY_FRACTION
 
 
 def _full_priority(process: subprocess.Popen) -> None:
