@@ -46,6 +46,16 @@ def _parse_faults(values: list[str], devices: list[str], plan: Plan) -> dict[int
     return faults
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
+    return value
+
+
 def _check_data(path: str) -> None:
     """What `--data` must be (runtime.training.data reads it in every shard): an existing, readable text
     file or folder of them. Checked here, before anything starts, without importing the training code."""
@@ -298,7 +308,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     try:
         run_worker(device, listen, token, socket_ifname=args.socket_ifname, battery_file=args.battery_file,
-                   log_dir=args.log_dir, on_listening=listening, workdir=args.workdir)
+                   log_dir=args.log_dir, on_listening=listening, workdir=args.workdir,
+                   cpu_quota_us=args.cpu_quota_us, cpu_period_us=args.cpu_period_us)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.listen}: {exc.strerror}") from None
     return 0
@@ -519,6 +530,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--workdir", default=None,
                         help="the only folder the worker reads and writes for a coordinator: checkpoints sent to "
                              "it and written by its shards (default: ~/.edgetrain/worker/DEVICE)")
+    worker.add_argument("--cpu-quota-us", type=_positive_int, default=None,
+                        help="emulated device: its CPU cgroup's CFS quota in its top power mode; with "
+                             "--cpu-period-us the worker sets a plan's power mode by scaling it (the testbed gives both)")
+    worker.add_argument("--cpu-period-us", type=_positive_int, default=None,
+                        help="emulated device: its CPU cgroup's CFS period in its top power mode")
     worker.set_defaults(func=cmd_worker)
 
     token = sub.add_parser("token", help="write a new shared secret for workers and the coordinator",

@@ -135,11 +135,13 @@ class EdgeNetwork:
 
     @staticmethod
     def _expose_cpuacct(host) -> None:
-        """Processes started in a host do not see the cgroup hierarchy; mount cpuacct and memory in the
-        host's own mount namespace so that a shard can read its device's CPU time (runtime/device/cpu.py)
-        and its worker whether the kernel killed a shard for memory (runtime/device/oom.py)."""
-        host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpuacct "
-                 "/sys/fs/cgroup/memory && mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct "
+        """Processes started in a host do not see the cgroup hierarchy; mount cpu, cpuacct and memory in
+        the host's own mount namespace so that a shard can read its device's CPU time (runtime/device/cpu.py),
+        its worker whether the kernel killed a shard for memory (runtime/device/oom.py) and set a plan's
+        power mode (runtime/device/power_modes.py)."""
+        host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct "
+                 "/sys/fs/cgroup/memory && mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu "
+                 "&& mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct "
                  "&& mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory")
 
     def _limit_memory(self, host, memory_mb: int) -> None:
@@ -171,6 +173,12 @@ class EdgeNetwork:
         """All CPU time of the device's host so far (its cgroup's cpuacct)."""
         usage = Path("/sys/fs/cgroup/cpuacct") / self.hosts[device].host_name / "cpuacct.usage"
         return int(usage.read_text()) / 1e9
+
+    def cpu_bandwidth(self, device: str) -> tuple[int, int]:
+        """(quota, period) in microseconds of the device's host as built: its top power mode's, which its
+        worker scales for a lower one (runtime/device/power_modes.py)."""
+        group = Path("/sys/fs/cgroup/cpu") / self.hosts[device].host_name
+        return int((group / "cpu.cfs_quota_us").read_text()), int((group / "cpu.cfs_period_us").read_text())
 
     def traffic_bytes(self, device: str) -> tuple[int, int]:
         """(sent, received) by the device, read on the access point's port (its rx is the device's tx)."""

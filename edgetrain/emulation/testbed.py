@@ -135,6 +135,9 @@ class Testbed:
         argv = [self.python, "-m", "edgetrain", "worker", "--listen", f"{host.ip}:{WORKER_PORT}",
                 "--token-file", str(self.token_file), "--device", device, "--socket-ifname", host.interface,
                 "--log-dir", str(self.workdir / "logs"), "--workdir", str(self.workdir / "devices" / device)]
+        quota, period = self.network.cpu_bandwidth(device)
+        if quota > 0:  # the worker sets a plan's power mode by scaling its host's CPU quota
+            argv += ["--cpu-quota-us", str(quota), "--cpu-period-us", str(period)]
         if device in self.battery_pct:
             argv += ["--battery-file", str(self._battery_file(device))]
         (self.workdir / "logs").mkdir(exist_ok=True)

@@ -167,7 +167,9 @@ class EdgeTrainEnv(gym.Env):
         names = tuple(scenario.device_names)
         fleet = self._fleets.get(names)
         if fleet is None:
-            fleet = self._fleets[names] = SlotFleet(scenario, self.cost, power_modes=self.backend == "sim")
+            # Modes are offered where they can be set: the testbed's workers scale their device's CPU quota;
+            # a real device cannot set one yet (runtime/device/power_modes.py).
+            fleet = self._fleets[names] = SlotFleet(scenario, self.cost, power_modes=self.backend in ("sim", "mininet"))
             self._offers[names] = CandidateOffer(fleet, self.rules, self.objective)
         fleet = fleet if fleet.scenario is scenario else fleet.for_episode(scenario)
         self._offers[names].fleet = fleet  # the offer's caches depend on the devices; risks on this episode's

@@ -112,12 +112,14 @@ def test_greedy_runs_a_device_in_its_lower_mode_where_that_is_cheaper(home):
     assert "orin-nano~7W" in info["plan"], info["plan"]
 
 
-def test_the_runtime_refuses_a_plan_with_a_power_mode_before_anything_starts(tmp_path):
+def test_the_local_backend_refuses_a_plan_with_a_power_mode_before_anything_starts(tmp_path):
+    # No worker runs on a local backend's devices, so nothing would set the mode: refused, not ignored.
     scenario = tmp_path / "tiny-modes.yaml"
     scenario.write_text(open(TINY).read().replace("profile: laptop,", "profile: laptop, power_modes: {quiet: {speed: 0.8, power: 0.5}},", 1))
     run_dir = tmp_path / "run"
     result = run_cli("run", "--plan", "local:a~quiet", "--scenario", str(scenario), "--steps", "1",
                      "--run-dir", str(run_dir), timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "cannot set a device's power mode yet (a~quiet)" in result.stderr.strip().splitlines()[-1]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "a power mode (a~quiet) is set by the device's worker" in last and "--backend mininet" in last, last
     assert not run_dir.exists()

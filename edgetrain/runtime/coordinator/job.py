@@ -130,11 +130,11 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     if job.steps < 1:
         raise RunError("--steps must be at least 1")
     job.plan.check_devices(job.scenario.device_names)
-    if job.plan.modes:  # the simulator prices them; setting one live (nvpmodel, the host's CPU quota) is not built
+    if job.plan.modes and not launcher.supports_power_modes:
         device = next(d for d in job.plan.devices if job.plan.mode(d))
-        raise UserError(f"plan {job.plan}: the runtime cannot set a device's power mode yet ({device}~"
-                        f"{job.plan.mode(device)}); power modes are simulated only")
-    if job.mode == "train":
+        raise UserError(f"plan {job.plan}: a power mode ({device}~{job.plan.mode(device)}) is set by the device's "
+                        f"worker: use the testbed (--backend mininet) or a cluster; the local backend cannot")
+    if job.mode == "train" or job.plan.modes:
         check_plan(job.plan, job.scenario)
     start_step = 0
     resumed_corpus = None
@@ -160,7 +160,7 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
                   data=job.data, resume=job.resume, checkpoint_out=job.checkpoint_out,
                   checkpoint_every=job.checkpoint_every, hardware_meter=job.hardware_meter,
                   socket_ifname=job.socket_ifnames.get(device), mode=job.mode, hold=hold, standby=job.standby,
-                  layout=str(job.plan) if job.plan.kind == HYBRID else None)
+                  layout=str(job.plan) if job.plan.kind == HYBRID else None, **_power_mode_fields(job, device))
         for rank, device in enumerate(job.plan.devices)
     ]
     if metrics is None:  # else: a recovery continues the run's metrics
@@ -205,6 +205,12 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
             _keep_late_checkpoints(messages, metrics)
         metrics.wall_s += time.perf_counter() - started
     return metrics
+
+
+def _power_mode_fields(job: Job, device: str) -> dict:
+    """The shard spec's power mode of `device` under the job's plan (none for its top mode)."""
+    mode = job.scenario.device(device).power_mode(job.plan.mode(device))
+    return {} if mode is None else {"power_mode": mode.name, "power_speed": mode.speed, "power_scale": mode.power}
 
 
 def _drain(messages: "queue.Queue[ShardMessage]") -> list[ShardMessage]:

@@ -46,6 +46,9 @@ class ShardHandle(ABC):
 class Launcher(ABC):
     supports_hold = False
     """Whether its shards can be held between jobs (ShardHandle.extend)."""
+    supports_power_modes = False
+    """Whether its devices' workers set a plan's power modes (the local backend has no worker)."""
+
     @abstractmethod
     def master_address(self, spec_device: str) -> str:
         """The address other shards reach rank 0 at, when rank 0 runs on this device."""

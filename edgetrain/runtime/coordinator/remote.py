@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
-from edgetrain.core.errors import DeviceLost
+from edgetrain.core.errors import DeviceLost, RunError
 from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S, MEMORY_STALL_FRACTION
 from edgetrain.runtime.coordinator.launcher import Launcher, ShardHandle, ShardMessage
 from edgetrain.runtime.wire.control import Channel, ProtocolError, connect
@@ -160,8 +160,8 @@ class WorkerClient:
     def start(self, spec: ShardSpec, messages: "queue.Queue[ShardMessage]") -> None:
         self._messages, self._rank = messages, spec.rank
         reply = self._request({"type": "start", "spec": ShardSpec.from_json(spec.to_json()).__dict__})
-        if reply["type"] != "started":
-            raise ConnectionError(f"worker {self.device} refused the shard: {reply.get('reason', reply['type'])}")
+        if reply["type"] != "started":  # it answered: a refusal (a mode it cannot set, a bad spec), not a loss
+            raise RunError(f"worker {self.device} refused the shard: {reply.get('reason', reply['type'])}")
 
     def stop(self) -> None:
         """Ask the worker to stop its shard, and wait for it to say so; but not a worker whose heartbeats
@@ -217,6 +217,7 @@ class RemoteLauncher(Launcher):
     back (it was offline, or restarted) is reconnected when it is next asked for."""
 
     supports_hold = True
+    supports_power_modes = True  # each worker sets its own, or refuses the plan saying why
 
     def __init__(self, addresses: dict[str, tuple[str, int]], token: bytes, heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S):
         self.addresses = addresses

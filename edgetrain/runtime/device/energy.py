@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -53,6 +53,14 @@ class PowerProfile:
         p = get_profile(profile_name)
         return cls(p.idle_power_w.value, p.active_power_w.value, p.radio_tx_j_per_byte.value,
                    p.radio_rx_j_per_byte.value, cores)
+
+    def in_mode(self, speed: float, power: float) -> "PowerProfile":
+        """The profile of the device in a lower power mode: `speed` of its compute capacity (the CPU
+        seconds it gives per wall second at full load) at `power` of its compute power above idle; idle
+        and radio stay. So a full-load second in the mode costs idle + power x (active - idle), and the
+        same work takes 1/speed the time: the cost model's pricing of a mode (envs/costmodel.py)."""
+        return replace(self, cores=self.cores * speed,
+                       active_w=self.idle_w + power * (self.active_w - self.idle_w))
 
     def energy(self, usage: Usage) -> float:
         return profile_energy_j(idle_w=self.idle_w, active_w=self.active_w, tx_j_per_byte=self.tx_j_per_byte,

@@ -85,7 +85,8 @@ def run_shard(spec: ShardSpec) -> None:
                                 plan=Plan.parse(spec.layout) if spec.layout else None)
         del checkpoint
         lap("build_s")
-        meter = select_meter(PowerProfile.from_catalog(spec.profile, spec.cores), spec.hardware_meter)
+        profile = PowerProfile.from_catalog(spec.profile, spec.cores).in_mode(spec.power_speed, spec.power_scale)
+        meter = select_meter(profile, spec.hardware_meter)
         traffic = TrafficCounter()
         cpu_clock = CpuClock()
         lap("meter_s")

@@ -30,6 +30,7 @@ from edgetrain import __version__
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.device.energy import hardware_facts
 from edgetrain.runtime.device.oom import memory_in_use, oom_kill_count
+from edgetrain.runtime.device.power_modes import CpuQuotaModes
 from edgetrain.runtime.wire.control import PROTOCOL_VERSION, Channel, ProtocolError, server_handshake
 from edgetrain.runtime.wire.spec import ShardSpec, decode_event, shard_environment
 from edgetrain.runtime.wire.transfer import Assembly, TransferError, chunk_messages, is_plain_name, start_assembly
@@ -75,7 +76,8 @@ def battery_percent(battery_file: Optional[str]) -> Optional[float]:
 class Worker:
     def __init__(self, device: str, listen: tuple[str, int], token: bytes, socket_ifname: Optional[str] = None,
                  battery_file: Optional[str] = None, heartbeat_s: float = HEARTBEAT_EVERY_S, log_dir: Optional[str] = None,
-                 on_listening: Optional[Callable[[str, int], None]] = None, workdir: Optional[str] = None):
+                 on_listening: Optional[Callable[[str, int], None]] = None, workdir: Optional[str] = None,
+                 cpu_quota_us: Optional[int] = None, cpu_period_us: Optional[int] = None):
         self.device = device
         self.listen = listen
         self.token = token
@@ -89,7 +91,17 @@ class Worker:
         """The only folder this worker reads or writes for a coordinator: checkpoints it was sent, the
         checkpoints its shards write, a corpus it was sent. Names on the wire resolve inside it."""
         self.cpu = CpuClock()
-        self.facts = {"version": __version__, "protocol": PROTOCOL_VERSION, **hardware_facts()}
+        self.power_modes = CpuQuotaModes.detect(cpu_quota_us, cpu_period_us)
+        """How this device sets a plan's power mode (None: it cannot; a plan with a mode is refused)."""
+        if self.power_modes is not None:
+            try:
+                self.power_modes.reset()  # a worker restarted while its device was in a lower mode
+            except OSError as exc:
+                log.warning("device %s cannot set its CPU quota (%s): plans with power modes will be refused",
+                            device, exc)
+                self.power_modes = None
+        self.facts = {"version": __version__, "protocol": PROTOCOL_VERSION, **hardware_facts(),
+                      "power_modes": self.power_modes.name if self.power_modes else None}
         """What does not change while it runs (edgetrain version, GPUs, hardware meter): said in every state."""
         self.started = time.time()
         self._lock = threading.Lock()
@@ -179,6 +191,7 @@ class Worker:
             self._finishing.clear()
             if any(p.poll() is None for p in self._shards.values()):
                 raise RuntimeError("a shard is already running on this device; stop it first")
+            self._set_power_mode(spec)
             # The newest first: a process that just ended a plan is surely warm, a standby may still import.
             process = self._live_spares().pop() if self._spares else None
             if process is not None:
@@ -196,6 +209,29 @@ class Worker:
             process.stdin.flush()
         except OSError:
             raise RuntimeError("the shard process died before it got its plan") from None
+
+    def _set_power_mode(self, spec: ShardSpec) -> None:
+        """The device in the plan's power mode (its top mode for a plan without one), before the plan's
+        process gets its spec (under the lock)."""
+        if self.power_modes is None:
+            if spec.power_mode is not None:
+                raise RuntimeError(f"device {self.device} cannot set power mode {spec.power_mode}: only an "
+                                   f"emulated device (a CPU cgroup with a quota) can yet, not nvpmodel")
+            return
+        try:
+            self.power_modes.set(spec.power_speed)
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"device {self.device} could not set power mode {spec.power_mode or 'max'}: {exc}") from None
+
+    def _top_power_mode_when_idle(self) -> None:
+        """A plan is over: back to the top mode unless another plan's shard runs (under the lock). A
+        device in a lower mode between plans would make its warm processes, a calibration and the next
+        plan's first moments slower than their prices."""
+        if self.power_modes is not None and not any(p.poll() is None for p in self._shards.values()):
+            try:
+                self.power_modes.reset()
+            except OSError:
+                pass  # the next plan sets its mode, or says why it cannot
 
     def _forward(self, process: subprocess.Popen) -> None:
         """Relay one process's events, for its whole life, to the coordinator of its current plan."""
@@ -215,6 +251,7 @@ class Worker:
                             if running is process:
                                 del self._shards[rank]
                         self._finishing[process.pid] = process
+                        self._top_power_mode_when_idle()
                     elif event["event"] == "idle":  # warm again: it can take the next plan
                         route = None
                         if self._finishing.pop(process.pid, None) is not None:
@@ -231,6 +268,7 @@ class Worker:
             code = process.wait()
             with self._lock:
                 route = self._routes.pop(process.pid, None)
+                self._top_power_mode_when_idle()
             before = self._oom_kills_before.pop(process.pid, None)
             if route is not None:
                 after = oom_kill_count() if code != 0 else None

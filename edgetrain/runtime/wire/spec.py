@@ -60,6 +60,13 @@ class ShardSpec:
     the coordinator may keep at its next decision); the worker's extend/release orders go on or end it."""
     layout: Optional[str] = None
     """Hybrid plans: the whole plan (stages, their blocks, micro-batches), as `edgetrain run --plan` takes it."""
+    power_mode: Optional[str] = None
+    """The device's power mode for this plan (the scenario's name for it; None: its top mode). The worker
+    sets it before the shard's first step (device/power_modes.py) and the profile meter prices it."""
+    power_speed: float = 1.0
+    """The mode's compute speed, a fraction of the top mode's (1 in the top mode)."""
+    power_scale: float = 1.0
+    """The mode's compute power above idle, a fraction of the top mode's (1 in the top mode)."""
 
     def __post_init__(self):
         # Every field checked for type and bound before anything acts on the spec: it comes from the
@@ -88,6 +95,8 @@ class ShardSpec:
                 raise ValueError(f"shard spec: layout: {exc}") from None
             if plan.kind != HYBRID or plan.degree != self.world_size:
                 raise ValueError(f"shard spec: the layout is not a hybrid plan of {self.world_size} devices")
+        if (self.power_mode is None) != (self.power_speed == 1.0 and self.power_scale == 1.0):
+            raise ValueError("shard spec: a power mode, and only one, comes with its speed and power below 1")
         if self.mode not in ("train", "calibrate"):
             raise ValueError(f"shard spec: unknown mode {self.mode[:20]!r}")
         model_fields = {f.name for f in fields(ModelConfig) if f.init}
@@ -136,6 +145,7 @@ _FIELD_RULES: dict[str, tuple[tuple, float, float]] = {
     "hardware_meter": ((bool,), 0, 1), "socket_ifname": (_OPTIONAL_TEXT, 1, 15), "timeout_s": (_NUMBER, 1e-3, 86400),
     "mode": (_TEXT, 1, 16), "hold": ((bool,), 0, 1),
     "standby": ((bool,), 0, 1), "layout": (_OPTIONAL_TEXT, 1, _PATH_MAX),
+    "power_mode": (_OPTIONAL_TEXT, 1, 32), "power_speed": (_NUMBER, 1e-3, 1.0), "power_scale": (_NUMBER, 1e-3, 1.0),
 }
 _TYPE_NAMES = {_INT: "an integer", _NUMBER: "a number", _TEXT: "text", _OPTIONAL_TEXT: "text or null",
                (dict,): "an object", (bool,): "true or false"}
