@@ -23,6 +23,13 @@ HEARTBEAT_TIMEOUT_S = 1.5
 # scenario): 0.60 of the laptop's cap before its shard started, rising 0.15 a second to 0.985 at the kill.
 MEMORY_STALL_FRACTION = 0.9
 
+# A worker starts a standby (a warm process beside a plan's shard, for a fast recovery or switch) only
+# while its device's processes take less than this share of its memory cap: a standby holds torch
+# (about 210 MiB of its own, measured by the kernel's OOM report on the testbed), and on a small device
+# it is what pushes the training shard beside it over the cap (the OOM test: a 600 MiB laptop 0.6 full
+# when its shard started; the kernel killed the standby or the shard, 2 CI runs of 4 said "device lost").
+STANDBY_MEMORY_FRACTION = 0.5
+
 # The CFS bandwidth period of each device's host. A host may use its quota (share x cores x period) at
 # the machine's full speed, then stalls until the period ends: with Linux's default of 100 ms a 10 ms
 # training step runs at this machine's speed whatever the share (`edgetrain emulate check`, smart-home

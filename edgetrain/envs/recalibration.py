@@ -44,7 +44,8 @@ kind's factor is held back harder, so that it takes up what the devices' factors
 plans (a schedule the model gets wrong), not what they can."""
 MAX_LOG_FACTOR = math.log(4.0)
 WINDOW = 24
-"""Observations kept: recent ones, so that a drifting device is followed."""
+"""Recent observations fitted, so that a drifting device is followed (and, beyond them, each device's
+newest: Recalibrator)."""
 ITERATIONS = 6
 ROBUST_SCALE = 0.05
 """Residuals (in log) well beyond this count less (pseudo-Huber weights): an interval that ran slow for
@@ -86,39 +87,67 @@ def prediction_error(model: CostModel, observed: Observation) -> dict:
 
 
 class Recalibrator:
-    """Holds the observations of a deployment and the model they correct (`model`)."""
+    """Holds the observations of a deployment and the model they correct (`model`).
+
+    The fit sees the last `window` observations, and beyond them each device's newest observation that
+    the window lacks, weighed as the window's oldest: a device left out of the recent plans (offline for
+    a while, or just not chosen) keeps what was last measured of it instead of going back to its
+    calibration, which was the error being corrected (its price would jump back at the next offer)."""
 
     def __init__(self, calibrated: CostModel, window: int = WINDOW):
         self.calibrated = calibrated.calibrated
-        self.observations: deque[Observation] = deque(maxlen=window)
+        self.window = window
+        self._recent: deque[tuple[int, Observation]] = deque(maxlen=window)
+        self._newest: dict[str, tuple[int, Observation]] = {}
+        """Per device: the newest observation of a plan it was in, with its sequence number."""
+        self._seen = 0
         self.model: CostModel = self.calibrated
+
+    @property
+    def observations(self) -> list[Observation]:
+        """What the fit sees, oldest first."""
+        return [o for _, o in self._fitted()]
+
+    def _fitted(self) -> list[tuple[float, Observation]]:
+        """(age in observations, observation), oldest first: the window, then the devices it lacks."""
+        newest = self._seen - 1
+        recent = {seq for seq, _ in self._recent}
+        covered = {dev for _, o in self._recent for dev in o.plan.devices}
+        kept = {seq: o for dev, (seq, o) in self._newest.items() if dev not in covered and seq not in recent}
+        rows = [(float(min(newest - seq, self.window)), o) for seq, o in sorted(kept.items())]
+        return rows + [(float(newest - seq), o) for seq, o in self._recent]
 
     def observe(self, observed: Observation) -> CostModel:
         """Add a measurement, refit, and return the corrected model."""
-        self.observations.append(observed)
+        self._recent.append((self._seen, observed))
+        for device in observed.plan.devices:
+            self._newest[device] = (self._seen, observed)
+        self._seen += 1
         self.model = self.calibrated.corrected(self.fit())
         return self.model
 
     def fit(self) -> Corrections:
-        devices = sorted({dev for o in self.observations for dev in o.plan.devices})
+        fitted = self._fitted()
+        observations = [o for _, o in fitted]
+        devices = sorted({dev for o in observations for dev in o.plan.devices})
         if not devices:
             return Corrections()
         # Parameters: each device's log compute factor, then each device's log link factor (a link factor
         # only for devices that were in a plan with another: alone, a device sends nothing).
-        linked = sorted({dev for o in self.observations if o.plan.degree > 1 for dev in o.plan.devices})
-        kinds = sorted({o.plan.kind for o in self.observations if o.plan.kind != "local"})
+        linked = sorted({dev for o in observations if o.plan.degree > 1 for dev in o.plan.devices})
+        kinds = sorted({o.plan.kind for o in observations if o.plan.kind != "local"})
         names = [("compute", d) for d in devices] + [("link", d) for d in linked] + [("kind", k) for k in kinds]
         theta = np.zeros(len(names))
         prior = np.array([PRIOR[what] for what, _ in names])
-        age = np.repeat(np.arange(len(self.observations))[::-1], 2)  # two residuals per observation
+        age = np.repeat([age for age, _ in fitted], 2)  # two residuals per observation
         recency = 0.5 ** (age / HALF_LIFE)
         for _ in range(ITERATIONS):
-            residual = self._residuals(names, theta)
+            residual = self._residuals(observations, names, theta)
             jacobian = np.empty((len(residual), len(names)))
             for j in range(len(names)):
                 nudged = theta.copy()
                 nudged[j] += STEP
-                jacobian[:, j] = (self._residuals(names, nudged) - residual) / STEP
+                jacobian[:, j] = (self._residuals(observations, names, nudged) - residual) / STEP
             # Iteratively reweighted Gauss-Newton with the ridge prior:
             # (J'WJ + diag(prior)) delta = -(J'W r + prior theta), W = recency x pseudo-Huber weight
             weight = recency / np.sqrt(1.0 + (residual / ROBUST_SCALE) ** 2)
@@ -129,10 +158,10 @@ class Recalibrator:
                 break
         return _corrections(names, theta)
 
-    def _residuals(self, names, theta) -> np.ndarray:
+    def _residuals(self, observations, names, theta) -> np.ndarray:
         model = self.calibrated.corrected(_corrections(names, theta))
         out = []
-        for o in self.observations:
+        for o in observations:
             predicted = model.predict(o.plan)
             out.append(math.log(predicted.step_time_s / o.step_s))
             out.append(math.sqrt(ENERGY_WEIGHT) * math.log(predicted.total_energy_j / o.energy_j))

@@ -143,25 +143,26 @@ class SlotFleet:
                 out.append(hybrid)
         if self.power_modes:
             for resolved in list(out):
-                for plan in self._in_power_modes(resolved.plan):
+                for plan in power_mode_variants(resolved.plan, self.scenario):
                     if plan not in seen and not plan_problems(plan, self.scenario):
                         seen.add(plan)
                         out.append(self.priced(plan))
         self._candidates[available] = out
         return out
 
-    def _in_power_modes(self, plan: Plan) -> list[Plan]:
-        """`plan` with one member in one of its lower power modes, for every member and mode; and with
-        every member that has modes in its lowest-power one. Not every combination: with m modes on each
-        of k members that would be (m+1)^k plans; these are the ones a rule would try (slow down the one
-        device that drains or draws most, or all of them)."""
-        lowered = []
-        lowest = {}
-        for device in plan.devices:
-            modes = self.scenario.device(device).power_modes
-            lowered += [plan.in_modes({device: mode.name}) for mode in modes]
-            if modes:
-                lowest[device] = min(modes, key=lambda m: m.power).name
-        if len(lowest) > 1:
-            lowered.append(plan.in_modes(lowest))
-        return lowered
+
+def power_mode_variants(plan: Plan, scenario: Scenario) -> list[Plan]:
+    """`plan` with one member in one of its lower power modes, for every member and mode; and with
+    every member that has modes in its lowest-power one. Not every combination: with m modes on each
+    of k members that would be (m+1)^k plans; these are the ones a rule would try (slow down the one
+    device that drains or draws most, or all of them)."""
+    lowered = []
+    lowest = {}
+    for device in plan.devices:
+        modes = scenario.device(device).power_modes
+        lowered += [plan.in_modes({device: mode.name}) for mode in modes]
+        if modes:
+            lowest[device] = min(modes, key=lambda m: m.power).name
+    if len(lowest) > 1:
+        lowered.append(plan.in_modes(lowest))
+    return lowered

@@ -138,3 +138,21 @@ def test_one_interval_far_off_the_rest_hardly_moves_the_model(model):
     slow = measured(truth, plan)
     recalibrator.observe(Observation(plan, 3 * slow.step_s, 3 * slow.energy_j, slow.cpu_s, slow.steps))
     assert abs(recalibrator.model.predict(plan).step_time_s / steady - 1) < 0.05
+
+
+def test_a_device_left_out_of_the_recent_plans_keeps_what_was_measured_of_it(model):
+    """The Xavier NX measured 40% slower than calibrated, then a whole window of intervals without it (it
+    was offline, or not chosen): its price stays corrected. Before, the window dropped its observations
+    and its price went back to the calibration, 40% off, at the next offer."""
+    from edgetrain.envs.recalibration import WINDOW
+    truth = model.corrected(Corrections(compute={"xavier-nx": 1.4, "laptop": 0.8}))
+    recalibrator = Recalibrator(model)
+    xavier = Plan("local", ("xavier-nx",))
+    for _ in range(3):
+        recalibrator.observe(measured(truth, xavier))
+    for _ in range(WINDOW + 6):
+        corrected = recalibrator.observe(measured(truth, Plan("local", ("laptop",))))
+    assert len(recalibrator.observations) == WINDOW + 1  # the window, and the Xavier's newest beyond it
+    for plan in (xavier, Plan("local", ("laptop",))):
+        error = abs(corrected.predict(plan).step_time_s / truth.predict(plan).step_time_s - 1)
+        assert error < 0.05, (plan, error)

@@ -271,8 +271,10 @@ def _why_lost(job: Job, launcher: Launcher, metrics: RunMetrics, lost: DeviceLos
               messages: "queue.Queue[ShardMessage]") -> RunError:
     """A device stopped answering. If its kernel killed its shard for memory, that is the cause, also
     when it went silent first: a memory cgroup at its cap stalls its worker (pages evicted) before the
-    kill, longer than a heartbeat timeout on a loaded machine (measured: the OOM test reported "device
-    lost" in two CI runs). So a device whose last heartbeat said its memory was nearly full, and whose
+    kill (its worker's heartbeats with it; measured on the testbed: the cap 0.985 full at the kill). The
+    OOM test's "device lost" in two CI runs turned out to be a standby pushing its device over the cap
+    (rules.STANDBY_MEMORY_FRACTION), not this stall; the wait stays for a device slower to reclaim than
+    a heartbeat timeout. So a device whose last heartbeat said its memory was nearly full, and whose
     connection is still open (silent, or talking again: its heartbeat can come back before its shard's
     exit is relayed), is given another heartbeat timeout to report that exit. Any other is lost at once:
     a silent loss is noticed within the heartbeat timeout (rules.HEARTBEAT_TIMEOUT_S)."""

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Callable, Optional
 
-from edgetrain.core.rules import HEARTBEAT_EVERY_S
+from edgetrain.core.rules import HEARTBEAT_EVERY_S, STANDBY_MEMORY_FRACTION
 from edgetrain import __version__
 from edgetrain.runtime.device.cpu import CpuClock
 from edgetrain.runtime.device.energy import hardware_facts
@@ -185,6 +185,7 @@ class Worker:
         deadline = time.monotonic() + FINISH_GRACE_S
         while self._finishing and time.monotonic() < deadline:  # let the last plan's process turn idle
             time.sleep(0.02)
+        room_for_a_standby = spec.standby and _room_for_a_standby()  # cgroup files: read outside the lock
         with self._lock:
             for process in self._finishing.values():  # stuck tearing down: not to be trusted again
                 _kill(process)
@@ -200,7 +201,7 @@ class Worker:
             self._shards[spec.rank] = process
             self._routes[process.pid] = (channel, spec.rank)
             self._oom_kills_before[process.pid] = oom_kill_count()
-            if spec.standby and not self._spares and not self._stopping.is_set() and _room_for_a_standby():
+            if room_for_a_standby and not self._spares and not self._stopping.is_set():
                 # The next plan's process, ready before it is needed (a recovery or a switch then starts in
                 # a second); only when no warm process is left: it imports torch on the device's CPU.
                 self._spares.append(self._new_shard_process(standby=True))
@@ -525,14 +526,8 @@ class RefusalLog:
         return True
 
 
-STANDBY_MEMORY_FRACTION = 0.5
-"""A standby is started only while the device's processes take less than this share of its memory cap: a
-standby holds torch (about 210 MiB of its own memory, measured by the kernel's OOM report on the testbed),
-and on a small device it is what pushes the training shard beside it over the cap (the OOM test: a 600 MiB
-laptop 0.6 full when its shard started)."""
-
-
 def _room_for_a_standby() -> bool:
+    """Whether a standby may start beside a plan's shard (rules.STANDBY_MEMORY_FRACTION)."""
     in_use = memory_in_use()
     return in_use is None or in_use < STANDBY_MEMORY_FRACTION
 
