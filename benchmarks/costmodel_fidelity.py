@@ -38,8 +38,7 @@ from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.plans import Plan, enumerate_plans
 from edgetrain.core.scenario import load_scenario
 from edgetrain.envs.costmodel import CostModel
-from edgetrain.envs.planner import Planner
-from edgetrain.envs.slots import power_mode_variants
+from edgetrain.envs.planner import Planner, power_mode_variants
 from edgetrain.fleet.backends import open_backend
 from edgetrain.fleet.measure import calibrate_fleet, measure_plans, warm_up_devices
 

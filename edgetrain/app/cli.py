@@ -437,7 +437,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                         f"(devices: {', '.join(scenario.device_names)})")
     calibration = load_calibration(args.calibration or default_calibration_path(scenario))
     started = time.perf_counter()
-    best = Planner(CostModel(calibration, scenario)).best_of_each_family(devices)
+    best = Planner(CostModel(calibration, scenario)).best_of_each_family(devices, power_modes=True)
     took = time.perf_counter() - started
     ranked = sorted(best.values(), key=lambda found: found.cost_per_sample)
     if args.json:
@@ -446,8 +446,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                        for f in ranked}}, indent=2))
         return 0
     samples = scenario.model.batch_size
+    moded = [d for d in devices if scenario.device(d).power_modes]
     print(f"the cheapest plan of each family on {', '.join(devices)} ({scenario.name}, eta "
-          f"{scenario.objective.eta}; planned in {took * 1e3:.0f} ms), cheapest first:")
+          f"{scenario.objective.eta}; planned in {took * 1e3:.0f} ms"
+          + (f"; power modes of {', '.join(moded)} weighed" if moded else "") + "), cheapest first:")
     print(f"{'family':7s} {'Zeus/sample':>11s} {'ms/sample':>9s} {'J/sample':>8s}  plan")
     for found in ranked:
         print(f"{found.family:7s} {found.cost_per_sample:11.4f} {found.prediction.step_time_s / samples * 1e3:9.2f} "

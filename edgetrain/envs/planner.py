@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
+from edgetrain.core.config import Scenario
 from edgetrain.core.memory import device_memory_mb, hybrid_stage_mb
 from edgetrain.core.objective import EnergyTimeCost
 from edgetrain.core.plans import HYBRID, Plan
@@ -56,14 +57,19 @@ class Planner:
         rows, seq = self.cfg.batch_size, self.cfg.seq_len
         return sorted(devices, key=lambda d: sum(self.model.devices[d].time("block", rows, seq)))
 
-    def best_of_each_family(self, devices: list[str]) -> dict[str, PlannedFamily]:
+    def best_of_each_family(self, devices: list[str], power_modes: bool = False) -> dict[str, PlannedFamily]:
         """The cheapest feasible plan of every family on (a subset of) these devices; a family with no
-        feasible plan is left out."""
+        feasible plan is left out. With `power_modes`, each plan is also weighed with its members in their
+        lower power modes (power_mode_variants)."""
         ordered = self.fastest_first(devices)
         candidates: dict[str, list[Plan]] = {"local": [Plan("local", (d,)) for d in ordered]}
         for kind in ("dp", "pp", "tp", "sp"):
             candidates[kind] = [Plan(kind, tuple(ordered[:k])) for k in range(2, len(ordered) + 1)]
         candidates[HYBRID] = self.hybrid_candidates(ordered)
+        if power_modes:
+            scenario = self.model.scenario
+            candidates = {family: plans + [v for plan in plans for v in power_mode_variants(plan, scenario)]
+                          for family, plans in candidates.items()}
         best = {family: self._cheapest(family, plans) for family, plans in candidates.items()}
         return {family: found for family, found in best.items() if found is not None}
 
@@ -170,3 +176,20 @@ class Planner:
             return ((l - k) * block[j, i] + (embed[j, i] if first else 0.0) + (head[j, i] if last else 0.0)
                     + comm[j, i])
         return stage
+
+
+def power_mode_variants(plan: Plan, scenario: Scenario) -> list[Plan]:
+    """`plan` with one member in one of its lower power modes, for every member and mode; and with
+    every member that has modes in its lowest-power one. Not every combination: with m modes on each
+    of k members that would be (m+1)^k plans; these are the ones a rule would try (slow down the one
+    device that drains or draws most, or all of them)."""
+    lowered = []
+    lowest = {}
+    for device in plan.devices:
+        modes = scenario.device(device).power_modes
+        lowered += [plan.in_modes({device: mode.name}) for mode in modes]
+        if modes:
+            lowest[device] = min(modes, key=lambda m: m.power).name
+    if len(lowest) > 1:
+        lowered.append(plan.in_modes(lowest))
+    return lowered

@@ -13,7 +13,7 @@ from edgetrain.core.config import Scenario
 from edgetrain.core.feasibility import plan_problems
 from edgetrain.core.plans import FALLBACK_KINDS, HYBRID, PLAN_KINDS, Plan
 from edgetrain.envs.costmodel import CostModel
-from edgetrain.envs.planner import Planner
+from edgetrain.envs.planner import Planner, power_mode_variants
 from edgetrain.envs.state import ResolvedPlan
 
 EXHAUSTIVE_UP_TO = 8
@@ -150,19 +150,3 @@ class SlotFleet:
         self._candidates[available] = out
         return out
 
-
-def power_mode_variants(plan: Plan, scenario: Scenario) -> list[Plan]:
-    """`plan` with one member in one of its lower power modes, for every member and mode; and with
-    every member that has modes in its lowest-power one. Not every combination: with m modes on each
-    of k members that would be (m+1)^k plans; these are the ones a rule would try (slow down the one
-    device that drains or draws most, or all of them)."""
-    lowered = []
-    lowest = {}
-    for device in plan.devices:
-        modes = scenario.device(device).power_modes
-        lowered += [plan.in_modes({device: mode.name}) for mode in modes]
-        if modes:
-            lowest[device] = min(modes, key=lambda m: m.power).name
-    if len(lowest) > 1:
-        lowered.append(plan.in_modes(lowest))
-    return lowered

@@ -1,6 +1,6 @@
 """Devices' lower power modes (DeviceConfig.power_modes, plan syntax `dev~mode`): validated in one
 sentence, priced by the cost model as slower compute at lower power, offered to the simulator's
-policies and rules, refused by the live runtime (which cannot set a mode yet) before anything starts."""
+policies, rules and planner, refused by the local backend (no worker sets it) before anything starts."""
 
 import dataclasses
 
@@ -123,3 +123,19 @@ def test_the_local_backend_refuses_a_plan_with_a_power_mode_before_anything_star
     last = result.stderr.strip().splitlines()[-1]
     assert "a power mode (a~quiet) is set by the device's worker" in last and "--backend mininet" in last, last
     assert not run_dir.exists()
+
+
+def test_the_planner_weighs_power_modes_only_when_asked_and_picks_one_that_is_cheaper(home):
+    from edgetrain.envs.planner import Planner
+    scenario, _ = home
+    # Energy alone counts, and the Orin Nano's mode does the same work on a tenth of the power.
+    frugal = _with_modes(dataclasses.replace(scenario, objective=dataclasses.replace(scenario.objective, eta=1.0)),
+                         orin_nano=(PowerMode("7W", 0.9, 0.1),))
+    planner = Planner(CostModel(load_calibration(default_calibration_path(load_scenario("smart-home-sessions"))), frugal))
+    devices = ["orin-nano", "xavier-nx"]
+    top = planner.best_of_each_family(devices)
+    weighed = planner.best_of_each_family(devices, power_modes=True)
+    assert not any(found.plan.modes for found in top.values())
+    assert weighed["local"].plan == Plan.parse("local:orin-nano~7W")
+    assert weighed["local"].cost_per_sample < top["local"].cost_per_sample
+    assert all(weighed[f].cost_per_sample <= top[f].cost_per_sample for f in top)
