@@ -20,7 +20,10 @@ a plan is not measured).
     .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--calibration FILE] [--steps 6]
         [--devices laptop,orin-nano,xavier-nx]   # a quicker subset: the 19 plans over three devices
         [--power-modes]   # also each plan with its members in their scenario's power modes (set live by the
-                          # workers: their hosts' CPU quota), reported apart under "power_modes"
+                          # workers: their hosts' CPU quota), reported apart under "power_modes" only
+                          # (per_kind and the overall figures stay the top-mode plans'). Their measured
+                          # energy is the profile meter's pricing of the mode (the same formula as the
+                          # cost model's), so its error re-tests the mode's time and CPU time, not its power.
 """
 
 from __future__ import annotations
@@ -143,6 +146,7 @@ def main() -> None:
               "energy_meter": energy_meter_facts(), "note": ENERGY_NOTE, "plans": rows, "per_kind": {}}
     if args.save_calibration:
         Path(args.save_calibration).write_text(json.dumps(calibration, indent=2))
+    every_row, rows = rows, [r for r in rows if not r["power_modes"]]  # the headline: top modes only
     for kind in sorted({r["kind"] for r in rows}):
         mine = [r for r in rows if r["kind"] == kind]
         report["per_kind"][kind] = {
@@ -150,7 +154,7 @@ def main() -> None:
             "time_mape": mape([(r["time_s"]["predicted"], r["time_s"]["measured"]) for r in mine]),
             "energy_mape": mape([(r["energy_j"]["predicted"], r["energy_j"]["measured"]) for r in mine])}
     if args.power_modes:
-        report["power_modes"] = mode_fidelity(rows)
+        report["power_modes"] = mode_fidelity(every_row)
     report["time_mape"] = mape([(r["time_s"]["predicted"], r["time_s"]["measured"]) for r in rows])
     report["energy_mape"] = mape([(r["energy_j"]["predicted"], r["energy_j"]["measured"]) for r in rows])
     report["target_met"] = all(k["time_mape"] <= TARGET_MAPE and k["energy_mape"] <= TARGET_MAPE

@@ -302,6 +302,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from None
     device = args.device or socket.gethostname()
+    if (args.cpu_quota_us is None) != (args.cpu_period_us is None):
+        raise UserError("--cpu-quota-us and --cpu-period-us come together (an emulated device's top CPU bandwidth)")
+    if args.cpu_quota_us is not None:
+        from edgetrain.runtime.device.power_modes import CpuQuotaModes
+        try:
+            CpuQuotaModes.check_top(args.cpu_quota_us, args.cpu_period_us)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     def listening(host: str, port: int) -> None:  # never the token
         _progress(f"edgetrain worker: serving device {device} on {host}:{port}")

@@ -87,6 +87,9 @@ class EdgeNetwork:
         self.prefix = f"et{secrets.token_hex(2)}"
         self.net: Optional[Mininet] = None
         self.hosts: dict[str, DeviceHost] = {}
+        self.top_bandwidth: dict[str, Optional[tuple[int, int]]] = {}
+        """Per device: its host's CPU (quota, period) as built, its top power mode's: a worker restarted
+        while its device was in a lower mode is told these, not what the cgroup says then."""
         self.delay_emulated = False
         self.coordinator_ip = ""
 
@@ -119,6 +122,7 @@ class EdgeNetwork:
                 if device.memory_mb:
                     self._limit_memory(host, device.memory_mb)
                 self._expose_cpuacct(host)
+                self.top_bandwidth[device.name] = self.cpu_bandwidth(device.name)
             self.coordinator_ip = self.net.get(f"{self.prefix}c0").IP()
         except BaseException:
             self.stop()
@@ -139,10 +143,10 @@ class EdgeNetwork:
         the host's own mount namespace so that a shard can read its device's CPU time (runtime/device/cpu.py),
         its worker whether the kernel killed a shard for memory (runtime/device/oom.py) and set a plan's
         power mode (runtime/device/power_modes.py)."""
+        # Each controller on its own: one that fails (the cpu one, newest) must not take the others with it.
         host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct "
-                 "/sys/fs/cgroup/memory && mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu "
-                 "&& mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct "
-                 "&& mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory")
+                 "/sys/fs/cgroup/memory; mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct; "
+                 "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory; mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu")
 
     def _limit_memory(self, host, memory_mb: int) -> None:
         group = MEMORY_CGROUPS / host.name
@@ -174,11 +178,14 @@ class EdgeNetwork:
         usage = Path("/sys/fs/cgroup/cpuacct") / self.hosts[device].host_name / "cpuacct.usage"
         return int(usage.read_text()) / 1e9
 
-    def cpu_bandwidth(self, device: str) -> tuple[int, int]:
-        """(quota, period) in microseconds of the device's host as built: its top power mode's, which its
-        worker scales for a lower one (runtime/device/power_modes.py)."""
+    def cpu_bandwidth(self, device: str) -> Optional[tuple[int, int]]:
+        """(quota, period) in microseconds of the device's host now (its worker scales them for a lower
+        power mode: runtime/device/power_modes.py); None where they cannot be read (no cgroup v1 cpu)."""
         group = Path("/sys/fs/cgroup/cpu") / self.hosts[device].host_name
-        return int((group / "cpu.cfs_quota_us").read_text()), int((group / "cpu.cfs_period_us").read_text())
+        try:
+            return int((group / "cpu.cfs_quota_us").read_text()), int((group / "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            return None
 
     def traffic_bytes(self, device: str) -> tuple[int, int]:
         """(sent, received) by the device, read on the access point's port (its rx is the device's tx)."""

@@ -28,6 +28,9 @@ from edgetrain.emulation.network import EdgeNetwork
 
 log = logging.getLogger("edgetrain.emulation")
 WORKER_PORT = 7077
+MODE_SPEED_TOLERANCE = 0.03
+"""A host's CPU share within this fraction of a mode's speed is in that mode (the worker rounds the
+quota and period to whole microseconds, and a small share's period was lengthened to keep 1 ms)."""
 # Scenario time covered by sampled availability traces.
 TRACE_HORIZON_S = 7 * 24 * 3600.0
 
@@ -135,9 +138,9 @@ class Testbed:
         argv = [self.python, "-m", "edgetrain", "worker", "--listen", f"{host.ip}:{WORKER_PORT}",
                 "--token-file", str(self.token_file), "--device", device, "--socket-ifname", host.interface,
                 "--log-dir", str(self.workdir / "logs"), "--workdir", str(self.workdir / "devices" / device)]
-        quota, period = self.network.cpu_bandwidth(device)
-        if quota > 0:  # the worker sets a plan's power mode by scaling its host's CPU quota
-            argv += ["--cpu-quota-us", str(quota), "--cpu-period-us", str(period)]
+        top = self.network.top_bandwidth.get(device)
+        if top is not None and top[0] > 0:  # the worker sets a plan's power mode by scaling its host's CPU quota
+            argv += ["--cpu-quota-us", str(top[0]), "--cpu-period-us", str(top[1])]
         if device in self.battery_pct:
             argv += ["--battery-file", str(self._battery_file(device))]
         (self.workdir / "logs").mkdir(exist_ok=True)
@@ -259,10 +262,12 @@ class Testbed:
                 joules = -config.charge_w * (now - t0) if within_hours(config.charging_hours, hour) else 0.0
                 if self.online[device]:
                     profile = get_profile(config.profile)
+                    idle_w, active_w = profile.idle_power_w.value, profile.active_power_w.value
+                    speed, power = self.power_mode_now(device)
                     joules += profile_energy_j(
-                        idle_w=profile.idle_power_w.value, active_w=profile.active_power_w.value,
+                        idle_w=idle_w, active_w=idle_w + power * (active_w - idle_w),
                         tx_j_per_byte=profile.radio_tx_j_per_byte.value,
-                        rx_j_per_byte=profile.radio_rx_j_per_byte.value, cores=self.cores(device),
+                        rx_j_per_byte=profile.radio_rx_j_per_byte.value, cores=self.cores(device) * speed,
                         wall_s=now - t0, cpu_s=cpu - cpu0, bytes_sent=sent - sent0, bytes_recv=recv - recv0)
                 if not joules:
                     continue
@@ -284,6 +289,23 @@ class Testbed:
                     if self.trace_online[device]:
                         log.info("%s: charged to %.1f%%, back online", device, self.battery_pct[device])
                         self.set_online(device, True)
+
+    def power_mode_now(self, device: str) -> tuple[float, float]:
+        """(speed, power) of the power mode the device's worker has set, as fractions of its top mode's
+        compute speed and compute power above idle: the speed is its host's CPU share now against the one
+        it was built with, the power that of the scenario's mode of that speed (the battery pays for
+        the mode the device computes in, as its profile meter prices it)."""
+        top, now = self.network.top_bandwidth.get(device), self.network.cpu_bandwidth(device)
+        if not top or not now or top[0] <= 0 or now[0] <= 0:
+            return 1.0, 1.0
+        speed = (now[0] / now[1]) / (top[0] / top[1])
+        if speed > 1 - MODE_SPEED_TOLERANCE:
+            return 1.0, 1.0
+        modes = self.scenario.device(device).power_modes
+        closest = min(modes, key=lambda m: abs(m.speed - speed), default=None)
+        if closest is None or abs(closest.speed - speed) > MODE_SPEED_TOLERANCE:
+            return speed, 1.0  # not one of its modes (set by hand?): its compute power unchanged
+        return closest.speed, closest.power
 
     def facts(self) -> dict:
         """What the emulation really did, for every result file."""

@@ -114,7 +114,7 @@ class Recalibrator:
         recent = {seq for seq, _ in self._recent}
         covered = {dev for _, o in self._recent for dev in o.plan.devices}
         kept = {seq: o for dev, (seq, o) in self._newest.items() if dev not in covered and seq not in recent}
-        rows = [(float(min(newest - seq, self.window)), o) for seq, o in sorted(kept.items())]
+        rows = [(float(min(newest - seq, self.window - 1)), o) for seq, o in sorted(kept.items())]
         return rows + [(float(newest - seq), o) for seq, o in self._recent]
 
     def observe(self, observed: Observation) -> CostModel:

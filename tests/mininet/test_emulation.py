@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -43,13 +44,22 @@ def _own_leftovers(prefix: str) -> list[str]:
     return found
 
 
+def _tiny_with_a_power_mode():
+    """TINY with a lower power mode on b (for the testbed too: its batteries price the mode b is in)."""
+    import dataclasses
+    from edgetrain.core.config import PowerMode
+    from edgetrain.core.scenario import load_scenario
+    tiny = load_scenario(TINY)
+    return dataclasses.replace(tiny, devices=tuple(
+        dataclasses.replace(d, power_modes=(PowerMode("half", 0.5, 0.3),)) if d.name == "b" else d for d in tiny.devices))
+
+
 @pytest.fixture(scope="module")
 def testbed(tmp_path_factory):
     """One testbed for several plans: the workers stay up between them, as they should."""
-    from edgetrain.core.scenario import load_scenario
     from edgetrain.fleet.backends import open_backend
     run_dir = tmp_path_factory.mktemp("testbed")
-    with open_backend("mininet", load_scenario(TINY), run_dir, follow_availability=False) as backend:
+    with open_backend("mininet", _tiny_with_a_power_mode(), run_dir, follow_availability=False) as backend:
         yield backend, run_dir
     assert _own_leftovers(backend.testbed.network.prefix) == []
 
@@ -80,22 +90,25 @@ def test_a_device_trains_in_its_power_mode_at_the_modes_speed_and_returns_to_its
     """The worker of b sets the plan's mode by scaling its host's CPU quota: b computes at half its share
     (what the cost model prices a 0.5-speed mode at), trains the same steps, and is back at its top mode's
     quota once the plan is over. Without the mode applied, b's CPU share would not change."""
-    import dataclasses
-    from edgetrain.core.config import PowerMode
     from edgetrain.core.plans import Plan
-    from edgetrain.core.scenario import load_scenario
     from edgetrain.runtime.coordinator.job import Job, run_job
     backend, run_dir = testbed
-    tiny = load_scenario(TINY)
-    scenario = dataclasses.replace(tiny, devices=tuple(
-        dataclasses.replace(d, power_modes=(PowerMode("half", 0.5, 0.3),)) if d.name == "b" else d for d in tiny.devices))
+    scenario = _tiny_with_a_power_mode()
     network = backend.testbed.network
     top = {device: network.cpu_bandwidth(device) for device in ("a", "b")}
+    assert top == {device: network.top_bandwidth[device] for device in ("a", "b")}
     share = {}
     for plan in ("local:b", "local:b~half"):
         job = Job(scenario=scenario, plan=Plan.parse(plan), steps=20, run_dir=run_dir / plan.replace(":", "-"),
                   device_cores=backend.device_cores, socket_ifnames=backend.socket_ifnames)
-        metrics = run_job(job, backend.launcher).to_dict()
+        modes_seen = set()  # what the testbed's battery model reads of b's mode while it trains
+
+        def progress(line: str) -> None:  # at the step lines before the last (after it, the mode is let go)
+            if re.match(r"\[.*\] step (\d+)/", line) and int(re.match(r"\[.*\] step (\d+)/", line)[1]) < 15:
+                modes_seen.add(backend.testbed.power_mode_now("b"))
+
+        metrics = run_job(job, backend.launcher, progress=progress).to_dict()
+        assert modes_seen == ({(0.5, 0.3)} if "~" in plan else {(1.0, 1.0)}), (plan, modes_seen)
         assert backend.launcher.clients["b"].status()["power_modes"] == "cpu-quota"
         assert_close([s["loss"] for s in metrics["steps"]][:6], local_losses)  # a mode changes speed, not math
         steady = metrics["steps"][2:]  # the first steps may pay for the plan's start
@@ -104,7 +117,7 @@ def test_a_device_trains_in_its_power_mode_at_the_modes_speed_and_returns_to_its
     # b computes at its quota in the mode: half its top share (0.4 cores here), measured 0.196-0.205 cores
     # in 3 runs; in the top mode it computes at 0.33-0.37 of its 0.4 (a step is not all compute).
     half_quota = 0.5 * backend.device_cores["b"]
-    assert 0.85 * half_quota <= share["local:b~half"] <= 1.05 * half_quota, share
+    assert 0.85 * half_quota <= share["local:b~half"] <= 1.10 * half_quota, share
     assert share["local:b~half"] / share["local:b"] <= 0.68, share
 
 

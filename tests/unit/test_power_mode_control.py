@@ -8,7 +8,7 @@ import queue
 
 import pytest
 
-from conftest import serve_on_a_free_port
+from conftest import run_cli, serve_on_a_free_port
 from edgetrain.core.errors import RunError
 from edgetrain.runtime.coordinator.remote import WorkerClient
 from edgetrain.runtime.device.energy import PowerProfile, Usage
@@ -102,7 +102,8 @@ def _spec(**changes) -> ShardSpec:
 
 def test_a_spec_carries_a_mode_with_its_figures_or_none(tmp_path):
     assert _spec(power_mode="7W", power_speed=0.6, power_scale=0.33).power_speed == 0.6
-    for bad in ({"power_mode": "7W"}, {"power_speed": 0.5}, {"power_mode": "7W", "power_speed": 1.5, "power_scale": 0.3}):
+    for bad in ({"power_mode": "7W"}, {"power_speed": 0.5}, {"power_mode": "7W", "power_speed": 1.5, "power_scale": 0.3},
+                {"power_mode": "7W", "power_speed": 1.0, "power_scale": 0.3}):
         with pytest.raises(ValueError):
             _spec(**bad)
 
@@ -121,3 +122,14 @@ def test_a_worker_that_cannot_set_a_mode_refuses_the_plan_in_one_sentence(tmp_pa
     finally:
         client.close()
         worker.shutdown()
+
+
+def test_a_worker_told_half_a_top_bandwidth_or_one_cfs_refuses_says_so_in_one_sentence(tmp_path):
+    token = tmp_path / "token"
+    assert run_cli("token", "--out", str(token), timeout=60).returncode == 0
+    worker = ("worker", "--listen", "127.0.0.1:1", "--token-file", str(token), "--device", "d")
+    for flags, expected in ((("--cpu-quota-us", "1000"), "--cpu-quota-us and --cpu-period-us come together"),
+                            (("--cpu-quota-us", "1000", "--cpu-period-us", "2000000"), "is not one CFS takes")):
+        result = run_cli(*worker, *flags, timeout=60)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-1500:]
+        assert expected in result.stderr.strip().splitlines()[-1], result.stderr

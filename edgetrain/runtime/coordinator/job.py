@@ -133,7 +133,7 @@ def run_job(job: Job, launcher: Launcher, progress: ProgressFn = lambda line: No
     if job.plan.modes and not launcher.supports_power_modes:
         device = next(d for d in job.plan.devices if job.plan.mode(d))
         raise UserError(f"plan {job.plan}: a power mode ({device}~{job.plan.mode(device)}) is set by the device's "
-                        f"worker: use the testbed (--backend mininet) or a cluster; the local backend cannot")
+                        f"worker: use the testbed (--backend mininet); the local backend cannot")
     if job.mode == "train" or job.plan.modes:
         check_plan(job.plan, job.scenario)
     start_step = 0

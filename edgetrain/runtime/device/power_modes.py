@@ -38,12 +38,20 @@ class CpuQuotaModes:
         """The speed last set (None: not set by this worker yet)."""
 
     @classmethod
+    def check_top(cls, quota_us: int, period_us: int) -> None:
+        """ValueError, in one sentence, for a top bandwidth CFS would not take."""
+        if not MIN_QUOTA_US <= period_us <= MAX_PERIOD_US or quota_us < MIN_QUOTA_US:
+            raise ValueError(f"a CPU quota of {quota_us} us per {period_us} us period is not one CFS takes "
+                             f"(quota at least {MIN_QUOTA_US} us, period {MIN_QUOTA_US}-{MAX_PERIOD_US} us)")
+
+    @classmethod
     def detect(cls, top_quota_us: Optional[int], top_period_us: Optional[int],
                proc_cgroup: Path = Path("/proc/self/cgroup"), root: Path = CGROUP_ROOT) -> Optional["CpuQuotaModes"]:
         """The modes of this process's CPU cgroup when the emulator gave its top bandwidth and the cgroup's
         bandwidth files can be written; None otherwise (a real device, or a testbed host without them)."""
         if not top_quota_us or not top_period_us:
             return None
+        cls.check_top(top_quota_us, top_period_us)
         try:
             lines = proc_cgroup.read_text().splitlines()
         except OSError:
@@ -80,8 +88,9 @@ class CpuQuotaModes:
         if speed == self.speed:
             return
         quota, period = self.bandwidth(speed)
+        self.speed = None  # until both writes are done: a half-done change is redone by the next set
         if self.v1:
-            # The period first when it lengthens: the quota is then never above what its period allows.
+            # The period first (the kernel checks each write on its own; any order is valid here).
             (self.directory / "cpu.cfs_period_us").write_text(str(period))
             (self.directory / "cpu.cfs_quota_us").write_text(str(quota))
         else:

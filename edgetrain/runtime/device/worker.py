@@ -91,7 +91,7 @@ class Worker:
         """The only folder this worker reads or writes for a coordinator: checkpoints it was sent, the
         checkpoints its shards write, a corpus it was sent. Names on the wire resolve inside it."""
         self.cpu = CpuClock()
-        self.power_modes = CpuQuotaModes.detect(cpu_quota_us, cpu_period_us)
+        self.power_modes = CpuQuotaModes.detect(cpu_quota_us, cpu_period_us)  # ValueError: a bad top
         """How this device sets a plan's power mode (None: it cannot; a plan with a mode is refused)."""
         if self.power_modes is not None:
             try:

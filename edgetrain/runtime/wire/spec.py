@@ -95,8 +95,10 @@ class ShardSpec:
                 raise ValueError(f"shard spec: layout: {exc}") from None
             if plan.kind != HYBRID or plan.degree != self.world_size:
                 raise ValueError(f"shard spec: the layout is not a hybrid plan of {self.world_size} devices")
-        if (self.power_mode is None) != (self.power_speed == 1.0 and self.power_scale == 1.0):
-            raise ValueError("shard spec: a power mode, and only one, comes with its speed and power below 1")
+        if self.power_mode is None and (self.power_speed, self.power_scale) != (1.0, 1.0):
+            raise ValueError("shard spec: a speed or power below the top mode's comes with the power mode's name")
+        if self.power_mode is not None and not (self.power_speed < 1.0 and self.power_scale < 1.0):
+            raise ValueError("shard spec: a power mode comes with its speed and power, both below 1")
         if self.mode not in ("train", "calibrate"):
             raise ValueError(f"shard spec: unknown mode {self.mode[:20]!r}")
         model_fields = {f.name for f in fields(ModelConfig) if f.init}
@@ -145,7 +147,7 @@ _FIELD_RULES: dict[str, tuple[tuple, float, float]] = {
     "hardware_meter": ((bool,), 0, 1), "socket_ifname": (_OPTIONAL_TEXT, 1, 15), "timeout_s": (_NUMBER, 1e-3, 86400),
     "mode": (_TEXT, 1, 16), "hold": ((bool,), 0, 1),
     "standby": ((bool,), 0, 1), "layout": (_OPTIONAL_TEXT, 1, _PATH_MAX),
-    "power_mode": (_OPTIONAL_TEXT, 1, 32), "power_speed": (_NUMBER, 1e-3, 1.0), "power_scale": (_NUMBER, 1e-3, 1.0),
+    "power_mode": (_OPTIONAL_TEXT, 1, 32), "power_speed": (_NUMBER, 1e-9, 1.0), "power_scale": (_NUMBER, 1e-9, 1.0),
 }
 _TYPE_NAMES = {_INT: "an integer", _NUMBER: "a number", _TEXT: "text", _OPTIONAL_TEXT: "text or null",
                (dict,): "an object", (bool,): "true or false"}
