@@ -17,7 +17,16 @@ Every device is warmed up before anything is measured: calibrate_fleet warms up 
 --calibration warm_up_devices runs before measure_plans. --steps must be at least 2 (the first step of
 a plan is not measured).
 
+Noise: this 2-core machine's speed wanders (a fixed single-thread matmul workload's CPU time had a
+coefficient of variation of 17%, max/min 1.76, over 150 s on an idle machine; the same plan measured 0.364
+and 0.495 s per step ten minutes apart), so one timing of a plan, and a calibration, each carry that much.
+`--rounds N` measures every plan N times, round after round (so each plan meets the machine at N
+moments), and compares the prediction with the median; the JSON carries the per-round spread and a
+reference workload's CPU time before each round and after the last (`machine`): the noise floor the
+errors are read against.
+
     .venv/bin/python benchmarks/costmodel_fidelity.py [--scenario smart-home] [--calibration FILE] [--steps 6]
+        [--rounds 1]
         [--devices laptop,orin-nano,xavier-nx]   # a quicker subset: the 19 plans over three devices
         [--power-modes]   # also each plan with its members in their scenario's power modes (set live by the
                           # workers: their hosts' CPU quota), reported apart under "power_modes" only
@@ -33,6 +42,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from itertools import combinations
 from pathlib import Path
 
@@ -62,6 +72,23 @@ def energy_meter_facts() -> dict:
 
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def reference_workload_cpu_s(repeats: int = 5) -> float:
+    """CPU seconds of a fixed single-thread workload (200 float32 256x256 matmuls), the median of a few:
+    how fast this machine computes now, taken between rounds while no device trains."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    times = []
+    for _ in range(repeats):
+        c0 = time.process_time()
+        for _ in range(200):
+            a @ b
+        times.append(time.process_time() - c0)
+    torch.set_num_threads(threads)
+    return statistics.median(times)
 
 
 def mape(pairs: list[tuple[float, float]]) -> float:
@@ -104,12 +131,15 @@ def main() -> None:
     parser.add_argument("--devices", default=None,
                         help="comma-separated: only plans over these devices (every feasible plan by default)")
     parser.add_argument("--out", default=None, help="also write the JSON here")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every plan this many times, round after round")
     parser.add_argument("--power-modes", action="store_true",
                         help="also every plan with members in their lower power modes (the simulator's offer)")
     parser.add_argument("--save-calibration", default=None, help="write the calibration the predictions came from here")
     args = parser.parse_args()
     if args.steps < MIN_STEPS:
         parser.error(f"--steps must be at least {MIN_STEPS}: the first step of every plan is not measured")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     scenario = load_scenario(args.scenario)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, \
@@ -133,16 +163,34 @@ def main() -> None:
             plans += [v for p in list(plans) for v in power_mode_variants(p, scenario)
                       if v not in plans and not plan_problems(v, scenario)]
 
-        def report_plan(measured) -> None:
-            predicted = model.predict(measured.plan)
-            rows.append({"plan": str(measured.plan), "kind": measured.plan.kind, "power_modes": bool(measured.plan.modes),
-                         "time_s": {"predicted": predicted.step_time_s, "measured": measured.time_s},
-                         "energy_j": {"predicted": predicted.total_energy_j, "measured": measured.energy_j}})
-            log(f"[{len(rows)}/{len(plans)}] {measured.plan}: time {predicted.step_time_s:.3f} vs "
-                f"{measured.time_s:.3f} s, energy {predicted.total_energy_j:.2f} vs {measured.energy_j:.2f} J")
+        timings: dict[str, list] = {str(plan): [] for plan in plans}
+        machine = []
 
-        measure_plans(backend, scenario, plans, Path(tmp), steps=args.steps, progress=report_plan)
-    report = {"scenario": scenario.name, "target_mape": TARGET_MAPE, "steps_per_plan": args.steps,
+        def report_plan(measured) -> None:
+            timings[str(measured.plan)].append(measured)
+            predicted = model.predict(measured.plan)
+            log(f"[round {len(machine)}, {sum(map(len, timings.values()))}/{len(plans) * args.rounds}] {measured.plan}: "
+                f"time {predicted.step_time_s:.3f} vs {measured.time_s:.3f} s, "
+                f"energy {predicted.total_energy_j:.2f} vs {measured.energy_j:.2f} J")
+
+        for round_index in range(args.rounds):
+            machine.append(reference_workload_cpu_s())
+            measure_plans(backend, scenario, plans, Path(tmp) / f"round{round_index}", steps=args.steps,
+                          progress=report_plan)
+        machine.append(reference_workload_cpu_s())
+        for plan in plans:
+            predicted, measured = model.predict(plan), timings[str(plan)]
+            times, energies = [m.time_s for m in measured], [m.energy_j for m in measured]
+            rows.append({"plan": str(plan), "kind": plan.kind, "power_modes": bool(plan.modes),
+                         "time_s": {"predicted": predicted.step_time_s, "measured": statistics.median(times),
+                                    "rounds": times},
+                         "energy_j": {"predicted": predicted.total_energy_j, "measured": statistics.median(energies),
+                                      "rounds": energies}})
+    spread = [max(r["time_s"]["rounds"]) / min(r["time_s"]["rounds"]) - 1 for r in rows if len(r["time_s"]["rounds"]) > 1]
+    report = {"scenario": scenario.name, "target_mape": TARGET_MAPE, "steps_per_plan": args.steps, "rounds": args.rounds,
+              "machine": {"reference_workload_cpu_s": machine,
+                          "reference_spread": max(machine) / min(machine) - 1,
+                          "mean_time_spread_between_rounds": statistics.fmean(spread) if spread else None},
               "energy_meter": energy_meter_facts(), "note": ENERGY_NOTE, "plans": rows, "per_kind": {}}
     if args.save_calibration:
         Path(args.save_calibration).write_text(json.dumps(calibration, indent=2))
