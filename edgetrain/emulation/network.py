@@ -30,6 +30,7 @@ from mininet.nodelib import LinuxBridge  # noqa: E402
 from mininet.topo import Topo  # noqa: E402
 
 from edgetrain.core.config import Scenario  # noqa: E402
+from edgetrain.core.errors import UserError  # noqa: E402
 from edgetrain.core.rules import TESTBED_CFS_PERIOD_US  # noqa: E402
 
 PREFIX_PATTERN = re.compile(r"^et[0-9a-f]{4}[dsc]\d+")
@@ -123,6 +124,8 @@ class EdgeNetwork:
                     self._limit_memory(host, device.memory_mb)
                 self._expose_cpuacct(host)
                 self.top_bandwidth[device.name] = self.cpu_bandwidth(device.name)
+                if device.power_modes:
+                    self._check_power_modes_settable(host, device.name)
             self.coordinator_ip = self.net.get(f"{self.prefix}c0").IP()
         except BaseException:
             self.stop()
@@ -147,6 +150,14 @@ class EdgeNetwork:
         host.cmd("mount -t tmpfs edgetrain-cgroups /sys/fs/cgroup && mkdir -p /sys/fs/cgroup/cpu /sys/fs/cgroup/cpuacct "
                  "/sys/fs/cgroup/memory; mount -t cgroup -o cpuacct cgroup /sys/fs/cgroup/cpuacct; "
                  "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory; mount -t cgroup -o cpu cgroup /sys/fs/cgroup/cpu")
+
+    def _check_power_modes_settable(self, host, device: str) -> None:
+        """A device with power modes must find its CPU quota writable from inside its host (its worker
+        sets a plan's mode there): refused here, in one sentence, rather than plan by plan later."""
+        quota = f"/sys/fs/cgroup/cpu/{host.name}/cpu.cfs_quota_us"
+        if self.top_bandwidth.get(device) is None or "writable" not in host.cmd(f"test -w {quota} && echo writable"):
+            raise UserError(f"the testbed cannot set {device}'s power modes: its host sees no writable CPU quota "
+                            f"({quota}; the cgroup v1 cpu controller is needed)")
 
     def _limit_memory(self, host, memory_mb: int) -> None:
         group = MEMORY_CGROUPS / host.name
