@@ -15,7 +15,9 @@ Rules a person could run by hand:
   costs: half a checkpoint interval of work, the heartbeat timeout and a restart); a battery device below
   a reserve (30%) and off its charger is left out while others can train, unless leaving it out costs
   more than 10% per sample (a fleet of battery devices only: sparing one that still draws its idle
-  power while the others train slowly saves little charge and costs time); and the
+  power while the others train slowly saves little charge and costs time); where every available device
+  runs on its battery and a member of the chosen plan would run flat before the job is done and before
+  its charger comes, energy is weighed more (eta halfway to 1: a frugal plan, a lower power mode); and the
   current plan is kept unless switching pays back (the gain per sample over the samples the new plan
   is expected to train before a member leaves, from each member's availability process and age,
   exceeds the switch's cost).
@@ -40,7 +42,7 @@ import numpy as np
 
 from edgetrain.core.availability import leave_probability, within_hours
 from edgetrain.core.objective import EnergyTimeCost
-from edgetrain.core.rules import HEARTBEAT_TIMEOUT_S
+from edgetrain.core.rules import BATTERY_CUTOFF_PCT, HEARTBEAT_TIMEOUT_S
 from edgetrain.envs.actions import random_valid_action
 from edgetrain.envs.edgetrain_env import EdgeTrainEnv
 from edgetrain.envs.state import EpisodeState, ResolvedPlan
@@ -151,6 +153,23 @@ def leave_chance(env: EdgeTrainEnv, resolved: ResolvedPlan, within_s: float) -> 
     return 1.0 - stays
 
 
+def runs_flat_before_the_end(env: EdgeTrainEnv, resolved: ResolvedPlan) -> bool:
+    """Whether a battery member, not on its charger now, would cross the cutoff on this plan (at its
+    predicted drain) before the job's remaining samples are trained and before its charger comes."""
+    world, hour = env.state.world, env.hour_of_day()
+    remaining_s = (env.target - env.state.samples) / env.batch * resolved.prediction.step_time_s
+    for index, i in enumerate(resolved.slots):
+        capacity, device = env.fleet.battery_j[i], env.fleet.scenario.devices[i]
+        if capacity is None or within_hours(device.charging_hours, hour):
+            continue
+        budget_j = (world.battery[i] - BATTERY_CUTOFF_PCT / 100.0) * capacity
+        flat_s = budget_j / (resolved.step_energies_j[index] / resolved.prediction.step_time_s)
+        charger_s = min(((start - hour) % 24 * 3600 for start, _ in device.charging_hours or ()), default=math.inf)
+        if flat_s < min(remaining_s, charger_s):
+            return True
+    return False
+
+
 def risk_adjusted_cost_per_sample(env: EdgeTrainEnv, resolved: ResolvedPlan) -> float:
     """Predicted cost per sample plus the expected cost of losing a member within the next interval: the
     chance that one leaves (its availability process and its age) times what a loss costs (half a
@@ -183,6 +202,15 @@ def make_heuristic(seed: int = 0, reserve: float = BATTERY_RESERVE) -> Policy:
                 best = spared
             else:
                 usable = world.available
+        on_mains = any(env.fleet.battery_j[i] is None for i in range(env.n) if world.available >> i & 1)
+        if not on_mains and runs_flat_before_the_end(env, best):
+            # Every device runs on its battery, and a member would run flat on this plan before the job is
+            # done and before its charger comes (then the job waits): weigh energy more (eta halfway to 1),
+            # which spares the batteries (a frugal plan, a lower power mode). Where a device on mains power
+            # carries on, a battery running flat costs little (battery-evening: 3.6% dearer with the rule).
+            leaning = EnergyTimeCost((1.0 + env.objective.eta) / 2, env.objective.max_power_w)
+            best = min(env.fleet.candidates(usable), key=lambda c: leaning.zeus_cost(
+                c.prediction.total_energy_j, c.prediction.step_time_s))
         current = env.state.plan
         if current is not None and current.plan != best.plan \
                 and all(usable >> i & 1 for i in current.slots):
