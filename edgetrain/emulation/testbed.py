@@ -21,7 +21,7 @@ from typing import Callable, Optional
 from edgetrain.core.availability import availability_events, hour_of_day, within_hours
 from edgetrain.core.catalog import get_profile
 from edgetrain.core.config import Scenario
-from edgetrain.core.power import profile_energy_j
+from edgetrain.core.power import in_power_mode, profile_energy_j
 from edgetrain.core.rules import BATTERY_CUTOFF_PCT, BATTERY_RETURN_PCT
 from edgetrain.core.secrets import write_secret
 from edgetrain.emulation.network import EdgeNetwork
@@ -262,12 +262,13 @@ class Testbed:
                 joules = -config.charge_w * (now - t0) if within_hours(config.charging_hours, hour) else 0.0
                 if self.online[device]:
                     profile = get_profile(config.profile)
-                    idle_w, active_w = profile.idle_power_w.value, profile.active_power_w.value
+                    idle_w = profile.idle_power_w.value
                     speed, power = self.power_mode_now(device)
+                    active_w, cores = in_power_mode(idle_w=idle_w, active_w=profile.active_power_w.value,
+                                                    cores=self.cores(device), speed=speed, power=power)
                     joules += profile_energy_j(
-                        idle_w=idle_w, active_w=idle_w + power * (active_w - idle_w),
-                        tx_j_per_byte=profile.radio_tx_j_per_byte.value,
-                        rx_j_per_byte=profile.radio_rx_j_per_byte.value, cores=self.cores(device) * speed,
+                        idle_w=idle_w, active_w=active_w, tx_j_per_byte=profile.radio_tx_j_per_byte.value,
+                        rx_j_per_byte=profile.radio_rx_j_per_byte.value, cores=cores,
                         wall_s=now - t0, cpu_s=cpu - cpu0, bytes_sent=sent - sent0, bytes_recv=recv - recv0)
                 if not joules:
                     continue

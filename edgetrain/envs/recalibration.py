@@ -111,9 +111,10 @@ class Recalibrator:
     def _fitted(self) -> list[tuple[float, Observation]]:
         """(age in observations, observation), oldest first: the window, then the devices it lacks."""
         newest = self._seen - 1
-        recent = {seq for seq, _ in self._recent}
         covered = {dev for _, o in self._recent for dev in o.plan.devices}
-        kept = {seq: o for dev, (seq, o) in self._newest.items() if dev not in covered and seq not in recent}
+        # A device the window does not cover has its newest observation outside it (keyed by sequence
+        # number: one observation of several such devices is fitted once).
+        kept = {seq: o for dev, (seq, o) in self._newest.items() if dev not in covered}
         rows = [(float(min(newest - seq, self.window - 1)), o) for seq, o in sorted(kept.items())]
         return rows + [(float(newest - seq), o) for seq, o in self._recent]
 

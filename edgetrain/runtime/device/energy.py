@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-from edgetrain.core.power import profile_energy_j
+from edgetrain.core.power import in_power_mode, profile_energy_j
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,10 @@ class PowerProfile:
                    p.radio_rx_j_per_byte.value, cores)
 
     def in_mode(self, speed: float, power: float) -> "PowerProfile":
-        """The profile of the device in a lower power mode: `speed` of its compute capacity (the CPU
-        seconds it gives per wall second at full load) at `power` of its compute power above idle; idle
-        and radio stay. So a full-load second in the mode costs idle + power x (active - idle), and the
-        same work takes 1/speed the time: the cost model's pricing of a mode (envs/costmodel.py)."""
-        return replace(self, cores=self.cores * speed,
-                       active_w=self.idle_w + power * (self.active_w - self.idle_w))
+        """The profile of the device in a lower power mode (core.power.in_power_mode)."""
+        active_w, cores = in_power_mode(idle_w=self.idle_w, active_w=self.active_w, cores=self.cores,
+                                        speed=speed, power=power)
+        return replace(self, active_w=active_w, cores=cores)
 
     def energy(self, usage: Usage) -> float:
         return profile_energy_j(idle_w=self.idle_w, active_w=self.active_w, tx_j_per_byte=self.tx_j_per_byte,
